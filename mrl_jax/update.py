@@ -1,0 +1,118 @@
+"""The pulsed update ``W ← W − lr·dᵀx`` as a device would see it, with engine selection.
+
+``pulsed_update`` applies one update cycle per row of ``x``/``d`` in order (AIHWKit's CPU semantics):
+per-row update management, stochastic pulse trains, coincidence counting, and for every coincidence
+one device pulse with its own cycle-to-cycle noise followed by the clip to the crosspoint's bounds.
+
+Two engines compute the same numbers bit for bit:
+  * ``"native"``: the C++ (CPU) / CUDA XLA FFI kernel (``mrl_jax._native``), the default when built;
+  * ``"jnp"``: this module's pure-JAX reference, the test oracle and the fallback.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from mrl_jax import pulses as P
+from mrl_jax import rng
+from mrl_jax.devices import DeviceParams, PulsedDevice
+
+Engine = Literal["auto", "native", "jnp"]
+
+
+def check_update_operands(weights, x, d, lr=None):
+  """Trace-time shape/dtype checks shared by both engines; raises ``ValueError`` naming both shapes."""
+  if weights.ndim != 2:
+    raise ValueError(f"weights: expected float32[out, in], got shape {weights.shape}")
+  out_size, in_size = weights.shape
+  if x.ndim != 2 or d.ndim != 2:
+    raise ValueError(f"x and d must be 2-D [rows, in] and [rows, out]; got x {x.shape} and d {d.shape}")
+  if x.shape[1] != in_size or d.shape[1] != out_size or x.shape[0] != d.shape[0]:
+    raise ValueError(f"shape mismatch: weights {weights.shape} needs x [rows, {in_size}] and d [rows, {out_size}] "
+                     f"with equal rows; got x {x.shape} and d {d.shape}")
+  for name, a in (("weights", weights), ("x", x), ("d", d)):
+    if a.dtype != jnp.float32:
+      raise ValueError(f"{name}: expected dtype float32, got {a.dtype} (shape {a.shape})")
+  if x.shape[0] >= rng.MAX_ROWS:
+    raise ValueError(f"x: at most {rng.MAX_ROWS - 1} rows per update call, got {x.shape[0]}")
+  if out_size * in_size >= 1 << 28:
+    raise ValueError(f"weights: at most 2**28 crosspoints per tile, got {weights.shape}")
+  if lr is not None and jnp.shape(lr) != ():
+    raise ValueError(f"lr: expected a scalar, got shape {jnp.shape(lr)}")
+
+
+def pulsed_update_reference(weights, params: DeviceParams, x, d, lr, key, device: PulsedDevice,
+                            update: P.UpdateParameters, dw: float | None = None):
+  """Pure-jnp pulsed update (the oracle of the native kernel).
+
+  Args:
+    weights: ``float32[out, in]`` (persistent) weights.
+    params: hidden device parameters (``device.init``).
+    x: ``float32[rows, in]`` inputs; d: ``float32[rows, out]`` errors.
+    lr: float32 scalar learning rate (a row with ``lr <= 0`` or non-finite values is skipped).
+    key: Threefry key or its ``uint32[2]`` data.
+    device, update: static configs.
+    dw: granularity for update management (defaults to ``device.granularity``).
+
+  Returns:
+    the new ``float32[out, in]`` weights.
+  """
+  check_update_operands(weights, x, d, lr)
+  lr = jnp.asarray(lr, jnp.float32)
+  dw = device.granularity if dw is None else dw
+  if not update.is_pulsed:
+    return _float_update(weights, params, x, d, lr, update)
+  kw = rng.key_words(key)
+  table = jnp.asarray(rng.scaled_normal_table(device.dw_min_std))
+  out_size, in_size = weights.shape
+  element = (jnp.arange(out_size, dtype=jnp.uint32)[:, None] * jnp.uint32(in_size)
+             + jnp.arange(in_size, dtype=jnp.uint32)[None, :])
+
+  def one_row(w, row_data):
+    row, xr, dr = row_data
+    n, down = P.row_counts(update, kw, row, xr, dr, lr, dw)
+    up = ~down
+    s0, s1 = rng.row_noise_seed(kw, row)
+
+    def pulse(p, w):
+      if device.dw_min_std > 0:
+        sxi = table[rng.pulse_noise_index(s0, s1, element, p)]
+      else:
+        sxi = jnp.float32(0)
+      return device.pulse_once(w, params, up, p < n, sxi)
+
+    return jax.lax.fori_loop(0, jnp.max(n), pulse, w), None
+
+  rows = jnp.arange(x.shape[0], dtype=jnp.uint32)
+  weights, _ = jax.lax.scan(one_row, weights, (rows, x, d))
+  return weights
+
+
+def _float_update(weights, params, x, d, lr, update):
+  finite = jnp.isfinite(lr) & jnp.all(jnp.isfinite(x)) & jnp.all(jnp.isfinite(d))
+  new = weights - lr * jnp.matmul(d.T, x, precision=jax.lax.Precision.HIGHEST)
+  if update.pulse_type == P.PulseType.NONE_WITH_DEVICE:
+    new = jnp.minimum(jnp.maximum(new, params["min_bound"]), params["max_bound"])
+  return jnp.where(finite, new, weights)
+
+
+def pulsed_update(weights, params: DeviceParams, x, d, lr, key, device: PulsedDevice, update: P.UpdateParameters,
+                  dw: float | None = None, engine: Engine = "auto"):
+  """Pulsed update of one tile; see ``pulsed_update_reference`` for the arguments.
+
+  ``engine``: ``"native"`` (the XLA FFI kernel), ``"jnp"`` (reference) or ``"auto"`` (native when the
+  extension is built, else jnp). Both give identical bits.
+  """
+  if engine not in ("auto", "native", "jnp"):
+    raise ValueError(f"engine = {engine!r} is invalid: allowed range is 'auto', 'native', 'jnp'")
+  if engine != "jnp" and update.is_pulsed:
+    from mrl_jax import _native
+    if _native.available():
+      return _native.pulsed_update(weights, params, x, d, lr, key, device, update, dw)
+    if engine == "native":
+      raise RuntimeError("engine='native' but the native extension mrl_jax._mrl_cpu is not built: "
+                         f"{_native.import_error()}")
+  return pulsed_update_reference(weights, params, x, d, lr, key, device, update, dw)
