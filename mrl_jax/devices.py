@@ -7,9 +7,8 @@ hidden parameters (``max_bound``, ``min_bound``, ``dwmin_up``, ``dwmin_down``, â
 
 ``pulse_once`` applies one up or down pulse with its cycle-to-cycle noise and the clip to the
 crosspoint's bounds. It is the jnp twin of ``xla_ops/include/mrl_ops/devices.h``: both evaluate the
-same float32 expressions in the same order. XLA contracts ``a * b + c`` into a fused multiply-add
-whenever it can, g++/nvcc are built with contraction off, so every product that feeds an addition is
-passed through ``fence`` (a ``where`` on the active-pulse mask), which keeps XLA from fusing it.
+same float32 expressions in the same order; ``fence`` (``fmath.fence_from``) guards every product that
+feeds an addition and every divisor against XLA's rewrites.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from mrl_jax import fmath
 DeviceParams = Dict[str, jax.Array]
 """Per-crosspoint hidden parameters: name â†’ ``float32[out, in]``."""
 
-_COMMON_KEYS = ("max_bound", "min_bound", "dwmin_up", "dwmin_down", "decay_scales", "diffusion_rates", "reset_bias")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,7 +189,7 @@ class PulsedDevice:
     Returns:
       the new weights, clipped to ``[min_bound, max_bound]`` where active.
     """
-    fence = lambda v: jnp.where(active, v, jnp.float32(0))
+    fence = fmath.fence_from(w)
     new = self._step(w, p, up, sxi, fence)
     new = jnp.minimum(jnp.maximum(new, p["min_bound"]), p["max_bound"])
     return jnp.where(active, new, w)
@@ -335,13 +333,13 @@ class SoftBoundsReferenceDevice(PulsedDevice):
 
   def pulse_once(self, w, p, up, active, sxi):
     # AIHWKit clips the referenced conductance v = w + ref, not w.
-    fence = lambda v: jnp.where(active, v, jnp.float32(0))
+    fence = fmath.fence_from(w)
     ref = p["reference"]
     v = w + ref
     w_max, w_min = p["max_bound"], p["min_bound"]
     bound = jnp.where(up, w_max, w_min)
     has_bound = jnp.where(up, w_max > 0, w_min < 0)
-    a = jnp.where(has_bound, v / jnp.where(has_bound, bound, 1.0), jnp.float32(0))
+    a = jnp.where(has_bound, v / fence(jnp.where(has_bound, bound, 1.0)), jnp.float32(0))
     scale = jnp.where(up, p["dwmin_up"], p["dwmin_down"])
     one = jnp.float32(1)
     if self.mult_noise:
@@ -394,7 +392,7 @@ class ExpStepDevice(PulsedDevice):
     f32 = jnp.float32
     diff = p["max_bound"] - p["min_bound"]
     valid = diff > 0
-    z = fence(f32(2) * w / jnp.where(valid, diff, 1.0) * f32(self.a)) + f32(self.b)
+    z = fence(f32(2) * w / fence(jnp.where(valid, diff, 1.0)) * f32(self.a)) + f32(self.b)
     arg = jnp.where(up, f32(self.gamma_up) * z, f32(self.gamma_down) * (-z))
     amp = jnp.where(up, f32(self.A_up), f32(self.A_down))
     y = jnp.maximum(f32(1) - fence(amp * fmath.exp(arg, fence)), f32(0))
@@ -402,14 +400,14 @@ class ExpStepDevice(PulsedDevice):
     if self.complex_noise:
       dw = jnp.where(up, y * scale, -(y * scale))
       spread = jnp.abs(dw) + f32(self.dw_min_std_add) + fence(f32(self.dw_min_std_slope) * jnp.abs(w))
-      new = w + (dw + fence(spread * sxi))
+      new = w + (fence(dw) + fence(spread * sxi))
     else:
       step = y * (f32(1) + sxi) * scale
       new = w + fence(jnp.where(up, step, -step))
     return jnp.where(valid, new, w)
 
   def pulse_once(self, w, p, up, active, sxi):
-    fence = lambda v: jnp.where(active, v, jnp.float32(0))
+    fence = fmath.fence_from(w)
     new = self._step(w, p, up, sxi, fence)
     new = jnp.maximum(jnp.minimum(new, p["max_bound"]), p["min_bound"])
     return jnp.where(active & (p["max_bound"] > p["min_bound"]), new, w)
@@ -458,7 +456,7 @@ class PowStepDevice(PulsedDevice):
     w_max, w_min = p["max_bound"], p["min_bound"]
     rng = w_max - w_min
     valid = rng != 0
-    safe = jnp.where(valid, rng, 1.0)
+    safe = fence(jnp.where(valid, rng, 1.0))
     base = jnp.where(up, (w_max - w) / safe, (w - w_min) / safe)
     gamma = jnp.where(up, p["gamma_up"], p["gamma_down"])
     scale = jnp.where(up, p["dwmin_up"], p["dwmin_down"])
@@ -509,7 +507,7 @@ class PiecewiseStepDevice(PulsedDevice):
       step = scale * rel
     else:
       valid = w_max > w_min
-      ws = jnp.maximum((w - w_min) / jnp.where(valid, w_max - w_min, 1.0) * f32(n), f32(0))
+      ws = jnp.maximum((w - w_min) / fence(jnp.where(valid, w_max - w_min, 1.0)) * f32(n), f32(0))
       idx = jnp.minimum(jnp.floor(ws), f32(n - 1))
       t = jnp.minimum(ws - idx, f32(1))
       t1 = f32(1) - t

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from mrl_jax import _checks as C
-from mrl_jax import rng
+from mrl_jax import fmath, rng
 
 MAX_BL = 31  # pulses per row and element: one uint32 bit line per line and row
 
@@ -92,10 +92,11 @@ def row_bl_and_scales(up: UpdateParameters, x_amax, d_amax, lr, dw: float):
     ``(bl, a, b)``: int32 bit length (0 = skip the row), float32 scales for d and for x.
   """
   f32 = jnp.float32
+  fence = fmath.fence_from(x_amax)  # divisors must not be constant-folded into reciprocals
   lr = jnp.asarray(lr, f32)
-  dw = f32(dw)
+  dw = fence(f32(dw))
   bld = f32(up.desired_bl)
-  sqrt_scale = lambda bl: jnp.sqrt(lr / (dw * bl))
+  sqrt_scale = lambda bl: jnp.sqrt(lr / fence(dw * bl))
   if up.fixed_bl or up.update_bl_management:
     bl = jnp.full((), up.desired_bl, jnp.int32)
     a = sqrt_scale(bld)
@@ -125,7 +126,7 @@ def row_bl_and_scales(up: UpdateParameters, x_amax, d_amax, lr, dw: float):
 def _disc(v, res: float):
   if res <= 0:
     return v
-  res = jnp.float32(res)
+  res = fmath.fence_from(v)(jnp.float32(res))
   return jnp.round(v / res) * res
 
 

@@ -61,7 +61,7 @@ def pulsed_update_reference(weights, params: DeviceParams, x, d, lr, key, device
     the new ``float32[out, in]`` weights.
   """
   check_update_operands(weights, x, d, lr)
-  lr = jnp.asarray(lr, jnp.float32)
+  lr = skip_non_finite(lr, x, d)
   dw = device.granularity if dw is None else dw
   if not update.is_pulsed:
     return _float_update(weights, params, x, d, lr, update)
@@ -91,12 +91,18 @@ def pulsed_update_reference(weights, params: DeviceParams, x, d, lr, key, device
   return weights
 
 
-def _float_update(weights, params, x, d, lr, update):
+def skip_non_finite(lr, x, d):
+  """The non-finite policy: an update whose lr, x or d holds NaN/inf is skipped (lr becomes 0)."""
+  lr = jnp.asarray(lr, jnp.float32)
   finite = jnp.isfinite(lr) & jnp.all(jnp.isfinite(x)) & jnp.all(jnp.isfinite(d))
-  new = weights - lr * jnp.matmul(d.T, x, precision=jax.lax.Precision.HIGHEST)
+  return jnp.where(finite, lr, jnp.float32(0))
+
+
+def _float_update(weights, params, x, d, lr, update):
+  new = weights - lr * jnp.matmul(d.T, jnp.where(lr > 0, x, 0), precision=jax.lax.Precision.HIGHEST)
   if update.pulse_type == P.PulseType.NONE_WITH_DEVICE:
     new = jnp.minimum(jnp.maximum(new, params["min_bound"]), params["max_bound"])
-  return jnp.where(finite, new, weights)
+  return jnp.where(lr > 0, new, weights)
 
 
 def pulsed_update(weights, params: DeviceParams, x, d, lr, key, device: PulsedDevice, update: P.UpdateParameters,
@@ -111,7 +117,8 @@ def pulsed_update(weights, params: DeviceParams, x, d, lr, key, device: PulsedDe
   if engine != "jnp" and update.is_pulsed:
     from mrl_jax import _native
     if _native.available():
-      return _native.pulsed_update(weights, params, x, d, lr, key, device, update, dw)
+      check_update_operands(weights, x, d, lr)
+      return _native.pulsed_update(weights, params, x, d, skip_non_finite(lr, x, d), key, device, update, dw)
     if engine == "native":
       raise RuntimeError("engine='native' but the native extension mrl_jax._mrl_cpu is not built: "
                          f"{_native.import_error()}")

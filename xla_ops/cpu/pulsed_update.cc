@@ -1,0 +1,170 @@
+// CPU XLA FFI handler of the pulsed update: mrl_pulsed_update.
+//
+// Operands (leading batch dims of size S = seeds, or 1 when shared; trailing dims fixed):
+//   weights f32[S, out, in] (aliased to the result), params f32[S|1, 6, out, in],
+//   x f32[S|1, B, in], d f32[S|1, B, out], lr f32[S|1], key u32[S|1, 2], noise_table f32[S|1, 65536].
+// Results: weights f32[S, out, in]; workspace u32[S, B, 3 + in + out] (row info and pulse lines).
+// Attributes: iconsts s32[kNumI], fconsts f32[kNumF] (layout in mrl_ops/update.h).
+//
+// Work is split in two phases over XLA's intra-op thread pool: (1) the pulse lines of every (seed, row),
+// (2) the pulses of every (seed, block of weight rows), rows of the batch in order. Each output element is
+// written by exactly one task and every random number is a function of its coordinates, so the result
+// does not depend on the number of threads.
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mrl_ops/ffi_shapes.h"
+#include "mrl_ops/update.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace mrl {
+namespace {
+
+// Runs fn(i) for i in [0, n) on the caller and the pool. The caller claims items itself and waits only
+// for items other threads have claimed, so it never waits for a task that has not started.
+template <typename Fn>
+void parallel_for(ffi::ThreadPool& pool, int64_t n, Fn fn) {
+  if (n <= 0) return;
+  struct Shared {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+  };
+  auto shared = std::make_shared<Shared>();
+  auto* fn_ptr = &fn;
+  const int64_t helpers = std::min<int64_t>(n - 1, std::max<int64_t>(0, pool.num_threads()));
+  // Helpers hold the shared counters alive; they touch fn only after claiming an item, which can only
+  // happen while the caller is still waiting below.
+  for (int64_t h = 0; h < helpers; ++h) {
+    auto task = [shared, fn_ptr, n]() {
+      for (int64_t i = shared->next.fetch_add(1); i < n; i = shared->next.fetch_add(1)) {
+        (*fn_ptr)(i);
+        shared->done.fetch_add(1, std::memory_order_release);
+      }
+    };
+    pool.Schedule(decltype(task)(task));
+  }
+  for (int64_t i = shared->next.fetch_add(1); i < n; i = shared->next.fetch_add(1)) {
+    fn(i);
+    shared->done.fetch_add(1, std::memory_order_release);
+  }
+  while (shared->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
+}
+
+ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ffi::Buffer<ffi::F32> params,
+                            ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> d, ffi::Buffer<ffi::F32> lr,
+                            ffi::Buffer<ffi::U32> key, ffi::Buffer<ffi::F32> table,
+                            ffi::ResultBuffer<ffi::F32> w_out, ffi::ResultBuffer<ffi::U32> workspace,
+                            ffi::Span<const int32_t> iconsts,
+                            ffi::Span<const float> fconsts) {
+  if (iconsts.size() != kNumI || fconsts.size() != kNumF) {
+    return ffi::Error::InvalidArgument("mrl_pulsed_update: iconsts/fconsts have " + std::to_string(iconsts.size()) +
+                                       "/" + std::to_string(fconsts.size()) + " entries, expected " +
+                                       std::to_string(kNumI) + "/" + std::to_string(kNumF));
+  }
+  DeviceConsts dev;
+  UpdateConsts up;
+  unpack_consts(iconsts.begin(), fconsts.begin(), dev, up);
+
+  UpdateShapes sh;
+  const std::string err = check_update_shapes(w_in.dimensions(), params.dimensions(), x.dimensions(), d.dimensions(),
+                                               lr.dimensions(), key.dimensions(), table.dimensions(),
+                                               workspace->element_count(), sh);
+  if (!err.empty()) return ffi::Error::InvalidArgument(err);
+  const int64_t S = sh.S, out_size = sh.out_size, in_size = sh.in_size, rows = sh.rows;
+  const int64_t sp = sh.sp, sx = sh.sx, sd = sh.sd, sl = sh.sl, sk = sh.sk, st = sh.st;
+  const int64_t n_el = out_size * in_size;
+  float* w = w_out->typed_data();
+  if (w != w_in.typed_data()) std::memcpy(w, w_in.typed_data(), sizeof(float) * S * n_el);
+  if (S == 0 || rows == 0 || n_el == 0) return ffi::Error::Success();
+
+  const float* x_all = x.typed_data();
+  const float* d_all = d.typed_data();
+  const int64_t stride = sh.stride();
+  uint32_t* ws_all = workspace->typed_data();
+
+  // Phase 1: per (seed, row) update management and pulse lines.
+  parallel_for(pool, S * rows, [&](int64_t sr) {
+    const int64_t s = sr / rows, b = sr % rows;
+    const float* xr = x_all + ((sx == 1 ? 0 : s) * rows + b) * in_size;
+    const float* dr = d_all + ((sd == 1 ? 0 : s) * rows + b) * out_size;
+    const uint32_t* kw = key.typed_data() + (sk == 1 ? 0 : s) * 2;
+    const float lrv = lr.typed_data()[sl == 1 ? 0 : s];
+    float xm = 0, dm = 0;
+    for (int64_t j = 0; j < in_size; ++j) xm = fmax_(xm, std::fabs(xr[j]));
+    for (int64_t i = 0; i < out_size; ++i) dm = fmax_(dm, std::fabs(dr[i]));
+    int bl;
+    float a, bs;
+    row_bl_and_scales(up, xm, dm, lrv, bl, a, bs);
+    uint32_t* row_ws = ws_all + sr * stride;
+    row_ws[0] = static_cast<uint32_t>(bl);
+    row_noise_seed(kw[0], kw[1], static_cast<uint32_t>(b), row_ws[1], row_ws[2]);
+    uint32_t* xl = row_ws + kRowHeader;
+    uint32_t* dl = xl + in_size;
+    if (bl == 0) return;
+    for (int64_t j = 0; j < in_size; ++j)
+      xl[j] = line_value(up, kw[0], kw[1], kStreamXPulses, b, j, in_size, std::fabs(xr[j]), bs, bl, up.x_res_implicit);
+    for (int64_t i = 0; i < out_size; ++i)
+      dl[i] = line_value(up, kw[0], kw[1], kStreamDPulses, b, i, out_size, std::fabs(dr[i]), a, bl, up.d_res_implicit);
+  });
+
+  // Phase 2: pulses, by blocks of weight rows; batch rows in order.
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(out_size, (1 << 14) / std::max<int64_t>(in_size, 1)));
+  const int64_t n_blocks = (out_size + block - 1) / block;
+  const float* p_all = params.typed_data();
+  parallel_for(pool, S * n_blocks, [&](int64_t item) {
+    const int64_t s = item / n_blocks, i0 = (item % n_blocks) * block, i1 = std::min(out_size, i0 + block);
+    float* ws = w + s * n_el;
+    const float* ps = p_all + (sp == 1 ? 0 : s) * 6 * n_el;
+    const float* tab = table.typed_data() + (st == 1 ? 0 : s) * kNormalTableSize;
+    for (int64_t b = 0; b < rows; ++b) {
+      const uint32_t* row_ws = ws_all + (s * rows + b) * stride;
+      const int bl = static_cast<int>(row_ws[0]);
+      if (bl == 0) continue;
+      const uint32_t* xl = row_ws + kRowHeader;
+      const uint32_t* dl = xl + in_size;
+      const float* xr = x_all + ((sx == 1 ? 0 : s) * rows + b) * in_size;
+      const float* dr = d_all + ((sd == 1 ? 0 : s) * rows + b) * out_size;
+      for (int64_t i = i0; i < i1; ++i) {
+        if (dr[i] == 0.0f) continue;
+        const bool d_pos = dr[i] > 0;
+        for (int64_t j = 0; j < in_size; ++j) {
+          if (xr[j] == 0.0f) continue;
+          const int n = coincidences(up, dl[i], xl[j], bl);
+          if (n <= 0) continue;
+          const int64_t e = i * in_size + j;
+          const CrossPoint cp{ps[e], ps[n_el + e], ps[2 * n_el + e], ps[3 * n_el + e], ps[4 * n_el + e], ps[5 * n_el + e]};
+          const bool up_dir = d_pos != (xr[j] > 0);
+          ws[e] = apply_pulses(dev, up, tab, ws[e], cp, n, up_dir, row_ws[1], row_ws[2], static_cast<uint32_t>(e));
+        }
+      }
+    }
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+}  // namespace mrl
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MrlPulsedUpdateCpu, mrl::PulsedUpdateImpl,
+                              xla::ffi::Ffi::Bind()
+                                  .Ctx<xla::ffi::ThreadPool>()
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // weights
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // params
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // x
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // d
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // lr
+                                  .Arg<xla::ffi::Buffer<xla::ffi::U32>>()  // key
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // noise table
+                                  .Ret<xla::ffi::Buffer<xla::ffi::F32>>()  // weights
+                                  .Ret<xla::ffi::Buffer<xla::ffi::U32>>()  // workspace
+                                  .Attr<xla::ffi::Span<const int32_t>>("iconsts")
+                                  .Attr<xla::ffi::Span<const float>>("fconsts"));
