@@ -13,6 +13,7 @@ import enum
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mrl_jax import _checks as C
 
@@ -41,10 +42,15 @@ class WeightNoiseType(str, enum.Enum):
   PCM_READ = "pcm_read"
 
 
-def _check_res(res: float) -> float:
-  """AIHWKit ``checkRes``: a value > 1 is a number of levels."""
-  r = max(res, 0.0)
-  return 1.0 / r if r > 1.0 else r
+def _float32_step(res: float, bound: float) -> float:
+  """AIHWKit's quantization step ``checkRes(res)·2·bound``, evaluated in float32 as AIHWKit does.
+
+  ``checkRes``: a resolution > 1 is a number of levels. float32 matters: the quantized levels are then
+  the very numbers AIHWKit produces.
+  """
+  r = np.float32(max(res, 0.0))
+  r = np.float32(1.0) / r if r > 1 else r
+  return float(np.float32(r * np.float32(2.0 * bound)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,12 +114,12 @@ class IOParameters:
   @property
   def r_in(self) -> float:
     """DAC step in normalized input units."""
-    return _check_res(self.inp_res) * 2 * self.inp_bound
+    return _float32_step(self.inp_res, self.inp_bound)
 
   @property
   def r_out(self) -> float:
     """ADC step in normalized output units."""
-    return _check_res(self.out_res) * 2 * self.out_bound
+    return _float32_step(self.out_res, self.out_bound)
 
   def bm_rounds(self) -> int:
     """Number of MVM rounds iterative bound management can take (static)."""

@@ -1,0 +1,179 @@
+"""The native XLA FFI pulsed update equals the pure-jnp reference bit for bit (jit, vmap, donation)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mrl_jax as M
+from mrl_jax import _native
+from mrl_jax.update import pulsed_update
+
+
+DEVICES = {
+    "constant": M.ConstantStepDevice(dw_min=0.05),
+    "constant_clean": M.ConstantStepDevice(dw_min=0.05, dw_min_std=0.0),
+    "linear_mult": M.LinearStepDevice(dw_min=0.05, gamma_up=0.3, gamma_down=0.6, w_max=1, w_min=-1),
+    "linear_add": M.LinearStepDevice(dw_min=0.05, gamma_up=0.3, gamma_down=0.6, mult_noise=False),
+    "softbounds": M.SoftBoundsDevice(dw_min=0.05, w_max=1, w_min=-1),
+    "sbref": M.SoftBoundsReferenceDevice(dw_min=0.05, reference_std=0.1, subtract_symmetry_point=True),
+    "sbref_mult": M.SoftBoundsReferenceDevice(dw_min=0.05, mult_noise=True),
+    "expstep": M.ExpStepDevice(dw_min=0.05),
+    "pcm_complex_noise": M.PCMPresetDevice(),
+    "powstep": M.PowStepDevice(dw_min=0.05, pow_gamma=1.7, pow_up_down=0.2),
+    "piecewise": M.PiecewiseStepDevice(dw_min=0.05, piecewise_up=(1.5, 1.2, 1.0, 0.8, 0.5),
+                                       piecewise_down=(0.5, 0.8, 1.0, 1.2, 1.5)),
+    "reram_sb_preset": M.ReRamSBPresetDevice(subtract_symmetry_point=True),
+}
+UPDATES = {
+    "um_ublm": M.UpdateParameters(),
+    "fixed_bl": M.UpdateParameters(update_management=False, update_bl_management=False),
+    "um_only": M.UpdateParameters(update_bl_management=False, desired_bl=10),
+    "variable_bl": M.UpdateParameters(update_management=False, update_bl_management=False, fixed_bl=False,
+                                      desired_bl=5),
+    "res": M.UpdateParameters(res=0.05, desired_bl=7),
+    "mean_count": M.UpdateParameters(pulse_type="mean_count"),
+    "deterministic_implicit": M.UpdateParameters(pulse_type="deterministic_implicit", x_res_implicit=0.1),
+    "stochastic": M.UpdateParameters(pulse_type="stochastic", desired_bl=31),
+}
+
+
+def _inputs(out=7, inp=9, rows=6, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.uniform(-1, 1, (rows, inp)).astype(np.float32)
+  d = rng.uniform(-1, 1, (rows, out)).astype(np.float32)
+  x[1, 2] = 0.0
+  d[2, 3] = 0.0
+  w0 = rng.uniform(-0.3, 0.3, (out, inp)).astype(np.float32)
+  return jnp.asarray(w0), jnp.asarray(x), jnp.asarray(d)
+
+
+def test_extension_is_built_and_registered():
+  assert _native.available(), _native.import_error()
+  assert "cpu" in _native.registered_platforms()
+
+
+@pytest.mark.parametrize("update_name", sorted(UPDATES))
+@pytest.mark.parametrize("device_name", sorted(DEVICES))
+def test_native_equals_reference_bitwise(device_name, update_name):
+  device, update = DEVICES[device_name], UPDATES[update_name]
+  w0, x, d = _inputs()
+  params = device.init(jax.random.key(1), w0.shape)
+
+  def run(engine, w, p):
+    return pulsed_update(w, p, x, d, jnp.float32(0.3), jax.random.key(3), device, update, engine=engine)
+
+  ref = np.asarray(jax.jit(run, static_argnums=0)("jnp", w0, params))
+  out = np.asarray(jax.jit(run, static_argnums=0)("native", w0, params))
+  assert np.mean(ref != np.asarray(w0)) > 0.3  # the update does something
+  np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("device_name", ["softbounds", "piecewise", "pcm_complex_noise"])
+def test_native_equals_reference_under_vmap_over_seeds(device_name):
+  device, update = DEVICES[device_name], M.UpdateParameters()
+  w0, x, d = _inputs(seed=4)
+  seeds = jax.random.split(jax.random.key(9), 4)
+
+  def run(engine, key):
+    k_dev, k_up = jax.random.split(key)
+    params = device.init(k_dev, w0.shape)
+    return pulsed_update(w0, params, x, d, 0.2, k_up, device, update, engine=engine)
+
+  ref = np.asarray(jax.jit(jax.vmap(lambda k: run("jnp", k)))(seeds))
+  out = np.asarray(jax.jit(jax.vmap(lambda k: run("native", k)))(seeds))
+  loop = np.stack([np.asarray(jax.jit(lambda k: run("native", k))(k)) for k in seeds])
+  np.testing.assert_array_equal(out, ref)
+  np.testing.assert_array_equal(out, loop)
+  assert not np.array_equal(out[0], out[1])  # seeds differ
+
+
+def test_vmap_emits_one_batched_kernel_call():
+  device, update = DEVICES["softbounds"], M.UpdateParameters()
+  w0, x, d = _inputs()
+  params = device.init(jax.random.key(0), w0.shape)
+  fn = jax.vmap(lambda k: pulsed_update(w0, params, x, d, 0.2, k, device, update, engine="native"))
+  hlo = jax.jit(fn).lower(jax.random.split(jax.random.key(0), 8)).as_text()
+  assert hlo.count("mrl_pulsed_update") == 1
+  assert "while" not in hlo.split("mrl_pulsed_update")[0].split("func.func")[-1]
+
+
+def test_update_is_in_place_with_donation():
+  device, update = DEVICES["constant"], M.UpdateParameters()
+  _, x, d = _inputs(out=64, inp=64)
+  w = jnp.zeros((64, 64), jnp.float32) + 0.0
+  params = device.init(jax.random.key(0), w.shape)
+  step = jax.jit(lambda w, k: pulsed_update(w, params, x, d, 0.2, k, device, update, engine="native"),
+                 donate_argnums=0)
+  compiled = step.lower(w, jax.random.key(1)).compile().as_text()
+  assert "output_to_operand_aliasing" in compiled or "input_output_alias" in compiled
+  ptr = w.unsafe_buffer_pointer()
+  new = step(w, jax.random.key(1))
+  new.block_until_ready()
+  assert w.is_deleted()
+  assert new.unsafe_buffer_pointer() == ptr
+
+
+def test_bad_shapes_and_dtypes_raise_at_trace_time():
+  device, update = DEVICES["constant"], M.UpdateParameters()
+  w0, x, d = _inputs()
+  params = device.init(jax.random.key(0), w0.shape)
+  with pytest.raises(ValueError, match=r"weights \(7, 9\).*x \(6, 8\)"):
+    pulsed_update(w0, params, x[:, :8], d, 0.1, jax.random.key(0), device, update, engine="native")
+  with pytest.raises(ValueError, match="x: expected dtype float32, got float16"):
+    pulsed_update(w0, params, x.astype(jnp.float16), d, 0.1, jax.random.key(0), device, update, engine="native")
+  with pytest.raises(ValueError, match="lr: expected a scalar"):
+    pulsed_update(w0, params, x, d, jnp.ones(3), jax.random.key(0), device, update, engine="native")
+  with pytest.raises(ValueError, match="engine"):
+    pulsed_update(w0, params, x, d, 0.1, jax.random.key(0), device, update, engine="cuda")
+
+
+def test_kernel_reports_inconsistent_operands():
+  """Calling the FFI target directly with a mismatched operand fails with all shapes in the message."""
+  device, update = DEVICES["constant"], M.UpdateParameters()
+  iconsts, fconsts = _native.kernel_consts(device, update, device.granularity)
+  call = jax.ffi.ffi_call(_native.TARGET_PULSED_UPDATE,
+                          (jax.ShapeDtypeStruct((3, 4), jnp.float32), jax.ShapeDtypeStruct((2, 10), jnp.uint32)))
+  with pytest.raises(Exception, match=r"inconsistent operand shapes: weights \[3,4\], params \[6,3,5\]"):
+    call(jnp.zeros((3, 4)), jnp.zeros((6, 3, 5)), jnp.zeros((2, 4)), jnp.zeros((2, 3)), jnp.float32(0.1),
+         jnp.zeros(2, jnp.uint32), jnp.zeros(65536), iconsts=iconsts, fconsts=fconsts).block_until_ready()
+
+
+def test_non_finite_inputs_skip_the_update():
+  device, update = DEVICES["softbounds"], M.UpdateParameters()
+  w0, x, d = _inputs()
+  params = device.init(jax.random.key(0), w0.shape)
+  for engine in ("jnp", "native"):
+    for bad_x, bad_lr in ((x.at[0, 0].set(jnp.nan), 0.1), (x, jnp.inf), (x.at[2, 1].set(jnp.inf), 0.1)):
+      out = pulsed_update(w0, params, bad_x, d, bad_lr, jax.random.key(0), device, update, engine=engine)
+      np.testing.assert_array_equal(np.asarray(out), np.asarray(w0))
+
+
+_THREAD_SCRIPT = textwrap.dedent("""
+    import sys, jax, jax.numpy as jnp, numpy as np
+    import mrl_jax as M
+    from mrl_jax.update import pulsed_update
+    dev = M.SoftBoundsDevice(dw_min=0.01)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.uniform(-1, 1, (32, 96)).astype(np.float32))
+    d = jnp.asarray(rng.uniform(-1, 1, (32, 80)).astype(np.float32))
+    p = dev.init(jax.random.key(0), (80, 96))
+    w = pulsed_update(jnp.zeros((80, 96)), p, x, d, 0.1, jax.random.key(1), dev, M.UpdateParameters(), engine='native')
+    sys.stdout.write(np.asarray(w).tobytes().hex())
+""")
+
+
+def test_result_independent_of_thread_count():
+  """Same key, same bits with one CPU (a one-thread XLA pool) and with all CPUs."""
+  env = dict(os.environ)
+  runs = []
+  for prefix in ([], ["taskset", "-c", "0"]):
+    out = subprocess.run(prefix + [sys.executable, "-c", _THREAD_SCRIPT], capture_output=True, text=True, env=env,
+                         check=True)
+    runs.append(out.stdout)
+  assert len(runs[0]) == 80 * 96 * 8 and runs[0] == runs[1]
