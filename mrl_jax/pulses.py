@@ -159,8 +159,9 @@ def row_counts(up: UpdateParameters, kw, row, x, d, lr, dw: float):
   if up.pulse_type in (PulseType.STOCHASTIC_COMPRESSED, PulseType.STOCHASTIC):
     px = _disc(x_abs * b, up.res)
     pd = _disc(d_abs * a, up.res)
-    xl = _bit_lines(kw, rng.STREAM_X_PULSES, row, px, bl, up.desired_bl)
-    dl = _bit_lines(kw, rng.STREAM_D_PULSES, row, pd, bl, up.desired_bl)
+    slots = up.desired_bl if (up.fixed_bl or up.update_bl_management) else MAX_BL  # BL may exceed desired_bl
+    xl = _bit_lines(kw, rng.STREAM_X_PULSES, row, px, bl, slots)
+    dl = _bit_lines(kw, rng.STREAM_D_PULSES, row, pd, bl, slots)
     n = jax.lax.population_count(dl[:, None] & xl[None, :]).astype(jnp.int32)
   elif up.pulse_type == PulseType.MEAN_COUNT:
     blf = bl.astype(jnp.float32)

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu/row_kernels.h"
 #include "mrl_ops/ffi_shapes.h"
 #include "mrl_ops/update.h"
 #include "xla/ffi/api/ffi.h"
@@ -91,29 +92,25 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
   const int64_t stride = sh.stride();
   uint32_t* ws_all = workspace->typed_data();
 
+  const Kernels kernels = select_kernels(dev.kind, dev.kind == kExpStep ? dev.complex_noise : dev.mult_noise, up.has_noise);
+
   // Phase 1: per (seed, row) update management and pulse lines.
   parallel_for(pool, S * rows, [&](int64_t sr) {
     const int64_t s = sr / rows, b = sr % rows;
     const float* xr = x_all + ((sx == 1 ? 0 : s) * rows + b) * in_size;
     const float* dr = d_all + ((sd == 1 ? 0 : s) * rows + b) * out_size;
     const uint32_t* kw = key.typed_data() + (sk == 1 ? 0 : s) * 2;
-    const float lrv = lr.typed_data()[sl == 1 ? 0 : s];
     float xm = 0, dm = 0;
     for (int64_t j = 0; j < in_size; ++j) xm = fmax_(xm, std::fabs(xr[j]));
     for (int64_t i = 0; i < out_size; ++i) dm = fmax_(dm, std::fabs(dr[i]));
-    int bl;
-    float a, bs;
-    row_bl_and_scales(up, xm, dm, lrv, bl, a, bs);
+    LineArgs la{&up, xr, dr, in_size, out_size, kw[0], kw[1], static_cast<uint32_t>(b), 0, 0.0f, 0.0f, nullptr};
+    row_bl_and_scales(up, xm, dm, lr.typed_data()[sl == 1 ? 0 : s], la.bl, la.a, la.b);
     uint32_t* row_ws = ws_all + sr * stride;
-    row_ws[0] = static_cast<uint32_t>(bl);
+    row_ws[0] = static_cast<uint32_t>(la.bl);
     row_noise_seed(kw[0], kw[1], static_cast<uint32_t>(b), row_ws[1], row_ws[2]);
-    uint32_t* xl = row_ws + kRowHeader;
-    uint32_t* dl = xl + in_size;
-    if (bl == 0) return;
-    for (int64_t j = 0; j < in_size; ++j)
-      xl[j] = line_value(up, kw[0], kw[1], kStreamXPulses, b, j, in_size, std::fabs(xr[j]), bs, bl, up.x_res_implicit);
-    for (int64_t i = 0; i < out_size; ++i)
-      dl[i] = line_value(up, kw[0], kw[1], kStreamDPulses, b, i, out_size, std::fabs(dr[i]), a, bl, up.d_res_implicit);
+    if (la.bl == 0) return;
+    la.lines = row_ws + kRowHeader;
+    kernels.lines(la);
   });
 
   // Phase 2: pulses, by blocks of weight rows; batch rows in order.
@@ -122,29 +119,34 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
   const float* p_all = params.typed_data();
   parallel_for(pool, S * n_blocks, [&](int64_t item) {
     const int64_t s = item / n_blocks, i0 = (item % n_blocks) * block, i1 = std::min(out_size, i0 + block);
-    float* ws = w + s * n_el;
+    std::vector<int32_t> counts(static_cast<size_t>(in_size));
+    std::vector<float> noise(static_cast<size_t>(2 * in_size));
+    RowArgs ra;
+    ra.dev = &dev;
+    ra.up = &up;
+    ra.table = table.typed_data() + (st == 1 ? 0 : s) * kNormalTableSize;
+    ra.in_size = in_size;
+    ra.counts = counts.data();
+    ra.noise0 = noise.data();
+    ra.noise1 = noise.data() + in_size;
     const float* ps = p_all + (sp == 1 ? 0 : s) * 6 * n_el;
-    const float* tab = table.typed_data() + (st == 1 ? 0 : s) * kNormalTableSize;
     for (int64_t b = 0; b < rows; ++b) {
       const uint32_t* row_ws = ws_all + (s * rows + b) * stride;
-      const int bl = static_cast<int>(row_ws[0]);
-      if (bl == 0) continue;
-      const uint32_t* xl = row_ws + kRowHeader;
-      const uint32_t* dl = xl + in_size;
-      const float* xr = x_all + ((sx == 1 ? 0 : s) * rows + b) * in_size;
+      ra.bl = static_cast<int>(row_ws[0]);
+      if (ra.bl == 0) continue;
+      ra.s0 = row_ws[1];
+      ra.s1 = row_ws[2];
+      ra.x_lines = row_ws + kRowHeader;
+      ra.x = x_all + ((sx == 1 ? 0 : s) * rows + b) * in_size;
       const float* dr = d_all + ((sd == 1 ? 0 : s) * rows + b) * out_size;
       for (int64_t i = i0; i < i1; ++i) {
         if (dr[i] == 0.0f) continue;
-        const bool d_pos = dr[i] > 0;
-        for (int64_t j = 0; j < in_size; ++j) {
-          if (xr[j] == 0.0f) continue;
-          const int n = coincidences(up, dl[i], xl[j], bl);
-          if (n <= 0) continue;
-          const int64_t e = i * in_size + j;
-          const CrossPoint cp{ps[e], ps[n_el + e], ps[2 * n_el + e], ps[3 * n_el + e], ps[4 * n_el + e], ps[5 * n_el + e]};
-          const bool up_dir = d_pos != (xr[j] > 0);
-          ws[e] = apply_pulses(dev, up, tab, ws[e], cp, n, up_dir, row_ws[1], row_ws[2], static_cast<uint32_t>(e));
-        }
+        ra.d_line = ra.x_lines[in_size + i];
+        ra.d_pos = dr[i] > 0;
+        ra.w = w + s * n_el + i * in_size;
+        for (int k = 0; k < 6; ++k) ra.params[k] = ps + k * n_el + i * in_size;
+        ra.element0 = static_cast<uint32_t>(i * in_size);
+        kernels.row(ra);
       }
     }
   });

@@ -3,6 +3,7 @@
 // contraction (-ffp-contract=off / -fmad=false), so results are identical bit for bit.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -32,10 +33,10 @@ MRL_HD uint32_t float_to_bits(float f) {
 // Round half to even (jnp.round); valid for |v| < 2^23, and exact beyond.
 MRL_HD float round_even(float v) {
   const float big = 8388608.0f;  // 2^23
-  float a = v < 0 ? -v : v;
-  if (!(a < big)) return v;
-  float r = (a + big) - big;  // the FPU's default round-to-nearest-even
-  return v < 0 ? -r : r;
+  const float a = v < 0 ? -v : v;
+  const float r = (a + big) - big;  // the FPU's default round-to-nearest-even
+  const float m = a < big ? r : a;  // |v| >= 2^23 (or NaN) is already integral
+  return v < 0 ? -m : m;
 }
 
 }  // namespace mrl

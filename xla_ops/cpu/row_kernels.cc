@@ -1,0 +1,113 @@
+// See row_kernels.h. MRL_KERNELS_NAME names this build's entry point (one per ISA level).
+#include "cpu/row_kernels.h"
+
+#ifndef MRL_KERNELS_NAME
+#define MRL_KERNELS_NAME kernels_baseline
+#endif
+
+namespace mrl {
+namespace {
+
+void lines_impl(const LineArgs& a) {
+  const UpdateConsts& u = *a.up;
+  uint32_t* xl = a.lines;
+  uint32_t* dl = a.lines + a.in_size;
+  if (u.pulse_kind != kStochastic) {
+    for (int64_t j = 0; j < a.in_size; ++j)
+      xl[j] = line_value(u, a.k0, a.k1, kStreamXPulses, a.row, j, a.in_size, a.x[j] < 0 ? -a.x[j] : a.x[j], a.b, a.bl,
+                         u.x_res_implicit);
+    for (int64_t i = 0; i < a.out_size; ++i)
+      dl[i] = line_value(u, a.k0, a.k1, kStreamDPulses, a.row, i, a.out_size, a.d[i] < 0 ? -a.d[i] : a.d[i], a.a, a.bl,
+                         u.d_res_implicit);
+    return;
+  }
+  // Time slot outer, lines inner: the Threefry rounds vectorize across lines.
+  auto fill = [&](uint32_t* out, const float* v, int64_t n, float scale, uint32_t stream) {
+    for (int64_t c = 0; c < n; ++c) out[c] = 0;
+    for (int t = 0; t < a.bl; ++t) {
+      const uint32_t base = static_cast<uint32_t>(t) * static_cast<uint32_t>(n);
+      for (int64_t c = 0; c < n; ++c) {
+        const float prob = disc((v[c] < 0 ? -v[c] : v[c]) * scale, u.res);
+        const float r = uniform24(stream_bits(a.k0, a.k1, stream, a.row, base + static_cast<uint32_t>(c)));
+        out[c] |= (prob > r ? 1u : 0u) << t;
+      }
+    }
+  };
+  fill(xl, a.x, a.in_size, a.b, kStreamXPulses);
+  fill(dl, a.d, a.out_size, a.a, kStreamDPulses);
+}
+
+// Noise of pulses 2·qw and 2·qw + 1 of crosspoints e0 … e0 + len − 1 (two halves of one hash).
+__attribute__((noinline)) void fill_noise(const float* __restrict__ table, float* __restrict__ out0,
+                                          float* __restrict__ out1, uint32_t s0, uint32_t s1, uint32_t e0,
+                                          uint32_t qw, int64_t len) {
+  for (int64_t j = 0; j < len; ++j) {
+    const uint32_t word = ((e0 + static_cast<uint32_t>(j)) << 4) | qw;
+    const uint32_t h = lowbias32(lowbias32(word ^ s0) ^ s1);
+    out0[j] = table[static_cast<int32_t>(h >> 16)];
+    out1[j] = table[static_cast<int32_t>(h & 0xFFFFu)];
+  }
+}
+
+template <int Kind, bool Flag, bool Noise>
+void row_impl(const RowArgs& a) {
+  const UpdateConsts& u = *a.up;
+  int32_t* n = a.counts;
+  int32_t max_n = 0;
+  for (int64_t j = 0; j < a.in_size; ++j) {
+    const int32_t c = a.x[j] == 0.0f ? 0 : coincidences(u, a.d_line, a.x_lines[j], a.bl);
+    n[j] = c;
+    max_n = c > max_n ? c : max_n;
+  }
+  const DeviceConsts dev = *a.dev;
+  float* __restrict__ w = a.w;
+  const float* __restrict__ p0 = a.params[0];
+  const float* __restrict__ p1 = a.params[1];
+  const float* __restrict__ p2 = a.params[2];
+  const float* __restrict__ p3 = a.params[3];
+  const float* __restrict__ p4 = a.params[4];
+  const float* __restrict__ p5 = a.params[5];
+  const float* __restrict__ x = a.x;
+  const float* __restrict__ table = a.table;
+  const int32_t* __restrict__ nn = n;
+  const bool d_pos = a.d_pos;
+  const uint32_t s0 = a.s0, s1 = a.s1, e0 = a.element0;
+  const int64_t len = a.in_size;
+  float* __restrict__ sxi0 = a.noise0;
+  float* __restrict__ sxi1 = a.noise1;
+  // Pulses q and q + 1 share one hash (its two 16-bit halves), as in rng.pulse_noise_index. The noise
+  // draws go to scratch first: two simple loops vectorize where one fused loop does not.
+  for (int32_t q = 0; q < max_n; q += 2) {
+    if (Noise) fill_noise(table, sxi0, sxi1, s0, s1, e0, static_cast<uint32_t>(q) >> 1, len);
+    for (int64_t j = 0; j < len; ++j) {
+      const CrossPoint cp{p0[j], p1[j], p2[j], p3[j], p4[j], p5[j]};
+      const bool up = d_pos != (x[j] > 0);
+      float wj = w[j];
+      const float w1 = pulse_once_t<Kind, Flag>(dev, wj, cp, up, Noise ? sxi0[j] : 0.0f);
+      wj = q < nn[j] ? w1 : wj;
+      const float w2 = pulse_once_t<Kind, Flag>(dev, wj, cp, up, Noise ? sxi1[j] : 0.0f);
+      w[j] = q + 1 < nn[j] ? w2 : wj;
+    }
+  }
+}
+
+template <int Kind, bool Flag>
+Kernels pick(bool noise) {
+  return noise ? Kernels{lines_impl, row_impl<Kind, Flag, true>} : Kernels{lines_impl, row_impl<Kind, Flag, false>};
+}
+
+}  // namespace
+
+Kernels MRL_KERNELS_NAME(int kind, bool flag, bool noise) {
+  switch (kind) {
+    case kLinearStep: return flag ? pick<kLinearStep, true>(noise) : pick<kLinearStep, false>(noise);
+    case kSoftBoundsReference:
+      return flag ? pick<kSoftBoundsReference, true>(noise) : pick<kSoftBoundsReference, false>(noise);
+    case kExpStep: return flag ? pick<kExpStep, true>(noise) : pick<kExpStep, false>(noise);
+    case kPowStep: return pick<kPowStep, false>(noise);
+    case kPiecewiseStep: return pick<kPiecewiseStep, false>(noise);
+    default: return pick<kConstantStep, false>(noise);
+  }
+}
+
+}  // namespace mrl

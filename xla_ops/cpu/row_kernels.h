@@ -1,0 +1,57 @@
+// The two hot loops of the CPU pulsed update, compiled once per x86-64 ISA level (cpu/row_kernels.cc
+// is built several times with different -march flags) and chosen at run time. Every variant computes
+// the same bits: the math is IEEE float32 without contraction, vectorized across crosspoints.
+#pragma once
+
+#include <cstdint>
+
+#include "mrl_ops/update.h"
+
+namespace mrl {
+
+// Pulse lines of one (seed, row): `lines` receives one value per x line then one per d line.
+struct LineArgs {
+  const UpdateConsts* up;
+  const float* x;  // [in]
+  const float* d;  // [out]
+  int64_t in_size, out_size;
+  uint32_t k0, k1, row;
+  int bl;
+  float a, b;  // probability scales of d and x
+  uint32_t* lines;
+};
+
+// All pulses of one batch row on one weight row i.
+struct RowArgs {
+  const DeviceConsts* dev;
+  const UpdateConsts* up;
+  const float* table;
+  float* w;                  // weight row [in]
+  const float* params[6];    // parameter rows [in]
+  const float* x;            // input row [in]
+  const uint32_t* x_lines;   // [in]
+  uint32_t d_line;
+  bool d_pos;
+  int bl;
+  uint32_t s0, s1;
+  uint32_t element0;         // flat index of (i, 0)
+  int64_t in_size;
+  int32_t* counts;           // scratch [in]
+  float* noise0;             // scratch [in]
+  float* noise1;             // scratch [in]
+};
+
+struct Kernels {
+  void (*lines)(const LineArgs&);
+  void (*row)(const RowArgs&);
+};
+
+// flag: the device's noise variant (DeviceConsts::mult_noise or ::complex_noise); noise: dw_min_std > 0.
+Kernels kernels_baseline(int kind, bool flag, bool noise);
+Kernels kernels_x86_64_v3(int kind, bool flag, bool noise);
+Kernels kernels_x86_64_v4(int kind, bool flag, bool noise);
+
+// The best variant this CPU supports.
+Kernels select_kernels(int kind, bool flag, bool noise);
+
+}  // namespace mrl
