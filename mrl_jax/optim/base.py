@@ -1,0 +1,100 @@
+"""What every analog training algorithm shares: the factored gradient, per-leaf keys, visible weights.
+
+An analog tile is updated from the per-row layer input ``x`` and output gradient ``d`` (one pulse cycle
+per row), not from a dense ``dW``. The gradient of an analog weight is therefore an
+``AnalogGradient(x, d)`` node in the gradient tree (produced by the analog layers; see ``mrl_jax.nn``),
+and every algorithm here is an optax ``GradientTransformationExtraArgs`` whose ``update`` maps
+``AnalogGradient`` leaves to ordinary additive updates of the *visible* weights ``W̄`` while the device
+state (tile conductances, device parameters, counters, keys) lives in the optimizer state. Digital
+parameters are routed to ordinary optax transformations with ``optax.partition``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Union
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class AnalogGradient(NamedTuple):
+  """The gradient of one analog weight ``[out, in]``: rows of layer inputs and output gradients.
+
+  Attributes:
+    x: ``float32[rows, in]`` layer inputs (samples, or patches of a convolution).
+    d: ``float32[rows, out]`` gradients of the loss with respect to the layer outputs.
+  """
+
+  x: jax.Array
+  d: jax.Array
+
+
+ScalarOrSchedule = Union[float, Callable[[jax.Array], jax.Array]]
+
+
+def is_analog_gradient(node: Any) -> bool:
+  return isinstance(node, AnalogGradient)
+
+
+def is_masked(node: Any) -> bool:
+  return isinstance(node, optax.MaskedNode)
+
+
+def learning_rate_at(learning_rate: ScalarOrSchedule, count) -> jax.Array:
+  """The SGD learning rate at step ``count`` (float32)."""
+  value = learning_rate(count) if callable(learning_rate) else learning_rate
+  return jnp.asarray(value, jnp.float32)
+
+
+def check_analog_gradient(g: Any, weight_shape) -> AnalogGradient:
+  """Trace-time check that ``g`` is an ``AnalogGradient`` matching a ``[out, in]`` weight."""
+  if not is_analog_gradient(g):
+    raise TypeError(f"analog weight of shape {tuple(weight_shape)} received a {type(g).__name__} update; "
+                    "analog algorithms need AnalogGradient(x, d) leaves (use the mrl_jax.nn analog layers or "
+                    "route digital parameters elsewhere with optax.partition)")
+  out_size, in_size = weight_shape
+  if g.x.ndim != 2 or g.d.ndim != 2 or g.x.shape[1] != in_size or g.d.shape[1] != out_size \
+      or g.x.shape[0] != g.d.shape[0]:
+    raise ValueError(f"AnalogGradient for a weight {tuple(weight_shape)} needs x [rows, {in_size}] and "
+                     f"d [rows, {out_size}]; got x {g.x.shape} and d {g.d.shape}")
+  return g
+
+
+def tree_map_analog(fn: Callable, updates, *rest):
+  """``jax.tree.map`` over the analog leaves: ``AnalogGradient`` nodes of ``updates`` and the matching
+  subtrees of ``rest`` (states, params). Masked nodes are skipped."""
+  return jax.tree.map(fn, updates, *rest, is_leaf=lambda n: is_analog_gradient(n) or is_masked(n))
+
+
+class _Pair(NamedTuple):
+  update: Any
+  state: Any
+
+
+def map_analog_leaves(fn: Callable, updates, states, params, keys):
+  """Applies ``fn(grad, state, weight, key) -> (update, new_state)`` to every analog leaf.
+
+  Masked leaves (``optax.MaskedNode``) pass through. Returns ``(updates, states)`` trees.
+  """
+
+  def one(g, s, w, k):
+    return _Pair(g, s) if is_masked(g) else _Pair(*fn(g, s, w, k))
+
+  pairs = tree_map_analog(one, updates, states, params, keys)
+  is_pair = lambda n: isinstance(n, _Pair)
+  return (jax.tree.map(lambda p: p.update, pairs, is_leaf=is_pair),
+          jax.tree.map(lambda p: p.state, pairs, is_leaf=is_pair))
+
+
+def leaf_keys(key, tree):
+  """One PRNG key per array leaf of ``tree`` (fold_in of the leaf's position)."""
+  leaves, treedef = jax.tree.flatten(tree)
+  return jax.tree.unflatten(treedef, [jax.random.fold_in(key, i) for i in range(len(leaves))])
+
+
+def as_key(key):
+  """Accepts ``jax.random.key`` typed keys and integer seeds."""
+  if isinstance(key, int):
+    return jax.random.key(key)
+  return key
