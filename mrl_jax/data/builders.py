@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.proto import tf_example_pb2
 
 from mrl_jax.data import sources
 
@@ -44,7 +45,7 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         builder=self,
         description=f"{self.DATASET} from the canonical files, prepared without TensorFlow (mrl_jax).",
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=self.IMAGE_SHAPE, dtype=np.uint8),
+            "image": tfds.features.Tensor(shape=self.IMAGE_SHAPE, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES),
             "label": label,
             "index": tfds.features.Scalar(dtype=np.int32),
         }),
@@ -122,22 +123,28 @@ def prepare(builder: _LocalBuilder, source: str | os.PathLike | None, tfds_dir: 
                                download_config=config)
 
 
-def read_prepared(builder: _LocalBuilder, split: str, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def read_prepared(builder: _LocalBuilder, split: str) -> tuple[np.ndarray, np.ndarray]:
   """Reads a prepared split into memory, in the original file order.
+
+  The records are parsed directly from their ``tf.train.Example`` protos (``image`` one bytes value, ``label`` and
+  ``index`` one int64 each), which is ~5x faster than TFDS's generic per-example decoding (1.5 s vs 7.6 s for the
+  60,000 MNIST training images); ``tests/test_data.py`` checks both agree.
 
   Returns:
     ``images`` uint8 ``[N, H, W, C]``, ``labels`` int32 ``[N]``.
   """
-  source = builder.as_data_source(split=split)
+  source = builder.as_data_source(split=split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
   n = len(source)
-  images = np.empty((n, *builder.IMAGE_SHAPE), np.uint8)
+  images = np.empty((n, int(np.prod(builder.IMAGE_SHAPE))), np.uint8)
   labels = np.empty((n,), np.int32)
   seen = np.zeros((n,), bool)
-  for start in range(0, n, chunk):
-    for ex in source.__getitems__(list(range(start, min(n, start + chunk)))):
-      i = int(ex["index"])
-      images[i], labels[i], seen[i] = ex["image"], ex["label"], True
+  for record in source.__getitems__(range(n)):
+    feature = tf_example_pb2.Example.FromString(record).features.feature
+    i = feature["index"].int64_list.value[0]
+    images[i] = np.frombuffer(feature["image"].bytes_list.value[0], np.uint8)
+    labels[i] = feature["label"].int64_list.value[0]
+    seen[i] = True
   if not seen.all():
     raise sources.DatasetChecksumError(f"{builder.name}: prepared split {split!r} in {builder.data_dir} is "
                                        f"incomplete ({int(seen.sum())} of {n} examples); delete that folder.")
-  return images, labels
+  return images.reshape(n, *builder.IMAGE_SHAPE), labels

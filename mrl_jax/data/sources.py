@@ -86,7 +86,7 @@ class DatasetChecksumError(DatasetNotFoundError, ValueError):
   """A dataset file exists but is not the canonical file (wrong sha256 or malformed)."""
 
 
-def _how_to_supply(name: str) -> str:
+def how_to_supply(name: str) -> str:
   if name == "cifar10":
     layout = ("<dir>/cifar10/{data_batch_1..5,test_batch}.bin[.xz], <dir>/cifar-10-batches-bin/*.bin, "
               f"or <dir>/{CIFAR_TARBALL} (from {CIFAR_URL})")
@@ -127,7 +127,7 @@ def _check_sha256(name: str, label: str, actual: str, expected: str) -> None:
   if actual != expected:
     raise DatasetChecksumError(
         f"{name}: {label} is corrupt or not the canonical file (sha256 {actual}, expected {expected}). "
-        f"Replace it with the original file. {_how_to_supply(name)}")
+        f"Replace it with the original file. {how_to_supply(name)}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ def idx_files(name: str, directory: str | os.PathLike, split: str, verify: bool 
   for fname in IDX_SPLIT_FILES[split]:
     path = Path(directory) / fname
     if not path.is_file():
-      raise DatasetNotFoundError(f"{name}: missing file {path}. {_how_to_supply(name)}")
+      raise DatasetNotFoundError(f"{name}: missing file {path}. {how_to_supply(name)}")
     if verify:
       _check_sha256(name, str(path), sha256_file(path), IDX_SHA256[name][fname])
     paths.append(path)
@@ -221,7 +221,7 @@ def read_mnist(name: str, root: str | os.PathLike, split: str, verify: bool = Tr
   """
   directory = find_dataset_dir(name, root)
   if directory is None:
-    raise DatasetNotFoundError(f"{name}: no dataset files under {root}. {_how_to_supply(name)}")
+    raise DatasetNotFoundError(f"{name}: no dataset files under {root}. {how_to_supply(name)}")
   return read_idx_split(*idx_files(name, directory, split, verify))
 
 
@@ -239,9 +239,9 @@ def _cifar_bytes(source: Path, fnames: tuple[str, ...]) -> dict[str, bytes]:
             out[fname] = f.read()
         except (lzma.LZMAError, EOFError) as err:
           raise DatasetChecksumError(f"cifar10: {xz} is not a valid xz file ({err}). "
-                                     f"{_how_to_supply('cifar10')}") from err
+                                     f"{how_to_supply('cifar10')}") from err
       else:
-        raise DatasetNotFoundError(f"cifar10: missing file {plain} (or {xz.name}). {_how_to_supply('cifar10')}")
+        raise DatasetNotFoundError(f"cifar10: missing file {plain} (or {xz.name}). {how_to_supply('cifar10')}")
     return out
   try:
     with tarfile.open(source, "r:*") as tar:
@@ -251,10 +251,10 @@ def _cifar_bytes(source: Path, fnames: tuple[str, ...]) -> dict[str, bytes]:
           out[fname] = tar.extractfile(members[fname]).read()
   except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
     raise DatasetChecksumError(f"cifar10: {source} is not a readable tar.gz archive ({err}). "
-                               f"{_how_to_supply('cifar10')}") from err
+                               f"{how_to_supply('cifar10')}") from err
   for fname in fnames:
     if fname not in out:
-      raise DatasetNotFoundError(f"cifar10: {source} lacks member {fname}. {_how_to_supply('cifar10')}")
+      raise DatasetNotFoundError(f"cifar10: {source} lacks member {fname}. {how_to_supply('cifar10')}")
   return out
 
 
@@ -286,7 +286,7 @@ def read_cifar10(source: str | os.PathLike, split: str, verify: bool = True) -> 
   source = Path(source)
   located = source if source.is_file() else find_dataset_dir("cifar10", source)
   if located is None:
-    raise DatasetNotFoundError(f"cifar10: no dataset files under {source}. {_how_to_supply('cifar10')}")
+    raise DatasetNotFoundError(f"cifar10: no dataset files under {source}. {how_to_supply('cifar10')}")
   raw = _cifar_bytes(located, CIFAR_SPLIT_FILES[split])
   parts = []
   for fname, data in raw.items():

@@ -2,7 +2,7 @@
 
 from mrl_jax.optim.base import AnalogGradient, is_analog_gradient
 from mrl_jax.optim.compound import (BufferSettings, CompoundLeafState, CompoundState, TransferCompound,
-                                    compound_visible_weights, transfer_compound, visible_weights)
+                                    compound_visible_weights, request_switch, transfer_compound, visible_weights)
 from mrl_jax.optim.mixed_precision import MixedPrecision, mixed_precision
 from mrl_jax.optim.plateau import CIFAR_RULE, MNIST_RULE, PlateauRule, PlateauState, plateau_init, plateau_update
 from mrl_jax.optim.presets import mixed_precision_preset, resl_cifar, resl_mnist, ttv1, ttv2

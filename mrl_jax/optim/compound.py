@@ -399,3 +399,13 @@ def compound_visible_weights(config: TransferCompound, state: CompoundState):
   """The visible weights of every analog leaf of a ``transfer_compound`` state."""
   return jax.tree.map(lambda l: visible_weights(config, l), state.leaves,
                       is_leaf=lambda n: isinstance(n, CompoundLeafState))
+
+
+def request_switch(state: CompoundState) -> CompoundState:
+  """Asks every analog weight to move its warm-start target down one tile in the next step.
+
+  The host-side alternative to passing ``epoch_loss`` to ``update`` (e.g. a custom plateau rule).
+  """
+  leaves = jax.tree.map(lambda l: l._replace(pending=jnp.bool_(True)), state.leaves,
+                        is_leaf=lambda n: isinstance(n, CompoundLeafState))
+  return state._replace(leaves=leaves)
