@@ -33,8 +33,9 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   CLASS_NAMES: ClassVar[tuple[str, ...] | None] = None
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Canonical files decoded with numpy; raw uint8 tensors; `index` = original position."}
+  # Setting this enables `dl_manager.manual_dir`; a manual folder stays optional (without one we download).
   MANUAL_DOWNLOAD_INSTRUCTIONS = ("Pass a folder holding the canonical files (see mrl_jax.data.sources) as "
-                                  "`tfds.download.DownloadConfig(manual_dir=...)`; without it the files are downloaded.")
+                                  "`tfds.download.DownloadConfig(manual_dir=...)`.")
 
   def _info(self) -> tfds.core.DatasetInfo:
     if self.CLASS_NAMES:
@@ -45,7 +46,9 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         builder=self,
         description=f"{self.DATASET} from the canonical files, prepared without TensorFlow (mrl_jax).",
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=self.IMAGE_SHAPE, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES),
+            # Raw bytes (not PNG, not one int64 per pixel): compact, and fast to parse in `read_prepared`.
+            "image": tfds.features.Tensor(shape=self.IMAGE_SHAPE, dtype=np.uint8,
+                                          encoding=tfds.features.Encoding.BYTES),
             "label": label,
             "index": tfds.features.Scalar(dtype=np.int32),
         }),
@@ -61,12 +64,12 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if manual is not None:
       read = lambda split: sources.read_split(self.DATASET, manual, split)
     else:
-      paths = dl_manager.download(self._urls())
+      paths = dl_manager.download(self.source_urls())
       read = lambda split: sources.read_downloaded(self.DATASET, paths, split)
     # Decode (and verify) eagerly, so that a bad file fails before anything is written.
     return {split: self._generate_examples(*read(split)) for split in sources.SPLITS}
 
-  def _urls(self) -> dict[str, str]:
+  def source_urls(self) -> dict[str, str]:
     if self.DATASET == "cifar10":
       return {sources.CIFAR_TARBALL: sources.CIFAR_URL}
     return {f: sources.IDX_URLS[self.DATASET] + f for f in sources.IDX_SHA256[self.DATASET]}
@@ -105,6 +108,11 @@ BUILDERS: dict[str, type[_LocalBuilder]] = {"mnist": MnistLocal, "fashion_mnist"
 def make_builder(name: str, tfds_dir: str | os.PathLike) -> _LocalBuilder:
   """The builder for ``name`` with its prepared data under ``tfds_dir`` (``tfds_dir/<name>_local/1.0.0/``)."""
   return BUILDERS[name](data_dir=os.fspath(tfds_dir), file_format="array_record")
+
+
+def is_prepared(builder: _LocalBuilder) -> bool:
+  """Whether the prepared files exist (``builder.is_prepared()`` also works but logs a warning when they don't)."""
+  return (Path(builder.data_dir) / "dataset_info.json").is_file()
 
 
 def prepare(builder: _LocalBuilder, source: str | os.PathLike | None, tfds_dir: str | os.PathLike) -> None:

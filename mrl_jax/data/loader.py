@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -76,7 +80,7 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
   from mrl_jax.data import builders  # TFDS import (~0.5 s) only when needed
 
   builder = builders.make_builder(name, cache_dir)
-  if not builder.is_prepared():
+  if not builders.is_prepared(builder):
     root, explicit = sources.resolve_data_dir(data_dir)
     try:
       if sources.find_dataset_dir(name, root) is not None:
@@ -92,7 +96,10 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
         warnings.warn(f"Full MNIST unavailable ({err}) -- using the embedded MNIST subset (first 10,000 train / "
                       "2,000 test images); results are not comparable with full-MNIST runs.",
                       EmbeddedDataWarning, stacklevel=2)
-        return sources.embedded_mnist(split)
+        arrays = sources.embedded_mnist(split)
+        for a in arrays:
+          a.flags.writeable = False
+        return arrays
       raise
 
   arrays = builders.read_prepared(builder, split)
@@ -102,9 +109,37 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
   return arrays
 
 
+def _reachable(url: str, timeout: float = 5.0) -> bool:
+  """Quick check that ``url``'s host accepts connections (or that a proxy is configured).
+
+  Without it an offline machine spends minutes in the HTTP client's retries before the embedded fallback.
+  """
+  parts = urllib.parse.urlsplit(url)
+  if urllib.request.getproxies().get(parts.scheme):
+    return True
+  ok = []
+
+  def probe():
+    try:
+      socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                               timeout=timeout).close()
+      ok.append(True)
+    except OSError:
+      pass
+
+  thread = threading.Thread(target=probe, daemon=True)  # name resolution ignores the socket timeout
+  thread.start()
+  thread.join(timeout + 1.0)
+  return bool(ok)
+
+
 def _download(builder, root: Path, cache_dir: Path) -> None:
   """Prepares from the canonical URLs; any failure other than a bad file becomes a DatasetNotFoundError."""
   from mrl_jax.data import builders
+  url = next(iter(builder.source_urls().values()))
+  if not _reachable(url):
+    raise DatasetNotFoundError(f"{builder.DATASET}: no dataset files under {root}, and {url} is unreachable "
+                               f"(offline?). {sources.how_to_supply(builder.DATASET)}")
   try:
     builders.prepare(builder, None, cache_dir)
   except DatasetNotFoundError:

@@ -168,7 +168,11 @@ def idx_files(name: str, directory: str | os.PathLike, split: str, verify: bool 
     if not path.is_file():
       raise DatasetNotFoundError(f"{name}: missing file {path}. {how_to_supply(name)}")
     if verify:
-      _check_sha256(name, str(path), sha256_file(path), IDX_SHA256[name][fname])
+      digest = sha256_file(path)
+      other = [n for n in IDX_SHA256 if n != name and IDX_SHA256[n][fname] == digest]
+      if other:  # MNIST and Fashion-MNIST share file names
+        raise DatasetChecksumError(f"{name}: {path} is the {other[0]} file, not {name}'s. {how_to_supply(name)}")
+      _check_sha256(name, str(path), digest, IDX_SHA256[name][fname])
     paths.append(path)
   return paths[0], paths[1]
 

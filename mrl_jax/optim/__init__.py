@@ -1,6 +1,7 @@
 """Analog training algorithms as optax transformations (see ``base`` for the gradient contract)."""
 
 from mrl_jax.optim.base import AnalogGradient, is_analog_gradient
+from mrl_jax.optim.dense import densify
 from mrl_jax.optim.compound import (BufferSettings, CompoundLeafState, CompoundState, TransferCompound,
                                     compound_visible_weights, request_switch, transfer_compound, visible_weights)
 from mrl_jax.optim.mixed_precision import MixedPrecision, mixed_precision

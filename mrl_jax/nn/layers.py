@@ -1,0 +1,164 @@
+"""Analog layers for flax nnx: ``AnalogLinear`` and ``AnalogConv2d``.
+
+An analog layer holds its *visible* weights ``W̄`` (``float32[out, in]``, the tile layout of AIHWKit) in an
+``AnalogWeight`` variable; the device state behind them (tiles, device parameters, counters) lives in
+the analog optimizer's state (``mrl_jax.optim``). The forward pass runs the I/O-managed analog MVM; the
+backward pass runs it transposed through the backward I/O. For training, ``mrl_jax.nn.tape`` records
+each layer's input rows ``x`` and output gradients ``d``, which the analog optimizer turns into pulses.
+Biases (and the optional learned output scale) are digital, as in AIHWKit's periphery.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mrl_jax import _checks as C
+from mrl_jax.io import PERFECT_IO, IOParameters
+from mrl_jax.nn import tape
+from mrl_jax.tile import analog_matmul
+
+
+class AnalogWeight(nnx.Param):
+  """Visible weights ``W̄`` of an analog tile, ``float32[out, in]``.
+
+  A distinct ``Variable`` type, so ``nnx.split``/``optax.partition`` can route analog and digital
+  parameters to different algorithms (``nnx.Param`` filters still include it).
+  """
+
+
+def _uniform(key, shape, bound):
+  return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+
+
+class _AnalogBase(nnx.Module):
+  """Shared by the analog layers: weight, digital bias, output scale, I/O and the tape hook."""
+
+  def _setup(self, out_features: int, fan_in: int, *, use_bias: bool, learn_out_scale: bool,
+             forward_io: IOParameters, backward_io: IOParameters, rngs: nnx.Rngs):
+    for name, io in (("forward_io", forward_io), ("backward_io", backward_io)):
+      if not isinstance(io, IOParameters):
+        raise TypeError(f"{type(self).__name__}.{name} must be IOParameters, got {type(io).__name__}")
+    # torch/AIHWKit default: kaiming-uniform with a = √5, i.e. U(±1/√fan_in), bias likewise.
+    bound = 1.0 / math.sqrt(fan_in)
+    self.weight = AnalogWeight(_uniform(rngs.params(), (out_features, fan_in), bound))
+    self.bias = nnx.Param(_uniform(rngs.params(), (out_features,), bound)) if use_bias else None
+    self.out_scale = nnx.Param(jnp.ones((), jnp.float32)) if learn_out_scale else None
+    self.forward_io = forward_io
+    self.backward_io = backward_io
+    self.noise_rngs = rngs.fork() if not (forward_io.is_perfect and backward_io.is_perfect) else None
+    self.tape_id = tape.new_id(type(self).__name__)
+
+  def _mvm(self, rows):
+    """``[n, in] → [n, out]``: the analog MVM of input rows, recorded on the active tape."""
+    key = self.noise_rngs.noise() if self.noise_rngs is not None else jax.random.key(0)
+    y = analog_matmul(self.weight.value, rows, key, self.forward_io, self.backward_io)
+    return tape.record(self.tape_id, rows, y)
+
+  def _finish(self, y):
+    if self.out_scale is not None:
+      y = y * self.out_scale.value
+    if self.bias is not None:
+      y = y + self.bias.value
+    return y
+
+
+class AnalogLinear(_AnalogBase):
+  """``y = x W̄ᵀ (+ b)`` on an analog tile ``[out_features, in_features]``.
+
+  Args:
+    in_features, out_features: sizes.
+    use_bias: digital bias (AIHWKit's default ``digital_bias=True``).
+    learn_out_scale: a learned digital scalar on the output (AIHWKit ``learn_out_scaling``).
+    forward_io, backward_io: I/O of the two passes (default perfect).
+    rngs: ``nnx.Rngs`` with ``params`` (and ``noise`` for noisy I/O).
+  """
+
+  def __init__(self, in_features: int, out_features: int, *, use_bias: bool = True, learn_out_scale: bool = False,
+               forward_io: IOParameters = PERFECT_IO, backward_io: IOParameters = PERFECT_IO, rngs: nnx.Rngs):
+    C.integer("AnalogLinear", "in_features", in_features, 1)
+    C.integer("AnalogLinear", "out_features", out_features, 1)
+    self.in_features, self.out_features = in_features, out_features
+    self._setup(out_features, in_features, use_bias=use_bias, learn_out_scale=learn_out_scale,
+                forward_io=forward_io, backward_io=backward_io, rngs=rngs)
+
+  def __call__(self, x):
+    if x.shape[-1] != self.in_features:
+      raise ValueError(f"AnalogLinear: expected inputs [..., {self.in_features}], got {x.shape}")
+    lead = x.shape[:-1]
+    y = self._mvm(x.reshape(-1, self.in_features).astype(jnp.float32))
+    return self._finish(y.reshape(lead + (self.out_features,)))
+
+
+def _pair(v, name) -> tuple:
+  v = (v, v) if isinstance(v, int) else tuple(v)
+  if len(v) != 2 or not all(isinstance(i, int) and i >= 1 for i in v):
+    raise ValueError(f"AnalogConv2d.{name} = {v!r} is invalid: allowed range is an int >= 1 or a pair of them")
+  return v
+
+
+class AnalogConv2d(_AnalogBase):
+  """2-D convolution on an analog tile ``[out_channels, in_channels·kh·kw]`` via im2col (NHWC).
+
+  Every output position is one row of the pulsed update (AIHWKit's CPU ``unfold`` path); the patch
+  feature order is (channel, kh, kw) as in ``torch.nn.functional.unfold``.
+
+  Args:
+    in_channels, out_channels: channel counts.
+    kernel_size, stride, dilation: ints or pairs.
+    padding: int, pair, ``"SAME"`` or ``"VALID"``.
+    Others as ``AnalogLinear``.
+  """
+
+  def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride=1, padding=0, dilation=1,
+               use_bias: bool = True, learn_out_scale: bool = False, forward_io: IOParameters = PERFECT_IO,
+               backward_io: IOParameters = PERFECT_IO, rngs: nnx.Rngs):
+    C.integer("AnalogConv2d", "in_channels", in_channels, 1)
+    C.integer("AnalogConv2d", "out_channels", out_channels, 1)
+    self.kernel_size = _pair(kernel_size, "kernel_size")
+    self.stride = _pair(stride, "stride")
+    self.dilation = _pair(dilation, "dilation")
+    if isinstance(padding, str):
+      C.choice("AnalogConv2d", "padding", padding, ("SAME", "VALID"))
+      self.padding = padding
+    else:
+      p = _pair(padding, "padding") if padding != 0 else (0, 0)
+      self.padding = ((p[0], p[0]), (p[1], p[1]))
+    self.in_channels, self.out_channels = in_channels, out_channels
+    fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
+    self._setup(out_channels, fan_in, use_bias=use_bias, learn_out_scale=learn_out_scale, forward_io=forward_io,
+                backward_io=backward_io, rngs=rngs)
+
+  def patches(self, x):
+    """``[N, H, W, C] → [N, H', W', C·kh·kw]`` (channel-major features).
+
+    Built from ``kh·kw`` strided slices (pure data movement); an identity-kernel convolution
+    (``conv_general_dilated_patches``) costs ``C·kh·kw`` times more arithmetic on the CPU.
+    """
+    (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+    if isinstance(self.padding, str):
+      pads = jax.lax.padtype_to_pads(x.shape[1:3], ((kh - 1) * dh + 1, (kw - 1) * dw + 1), (sh, sw), self.padding)
+    else:
+      pads = self.padding
+    x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
+    h_out = (x.shape[1] - (kh - 1) * dh - 1) // sh + 1
+    w_out = (x.shape[2] - (kw - 1) * dw - 1) // sw + 1
+    cols = [x[:, i * dh: i * dh + (h_out - 1) * sh + 1: sh, j * dw: j * dw + (w_out - 1) * sw + 1: sw, :]
+            for i in range(kh) for j in range(kw)]
+    p = jnp.stack(cols, axis=-1)  # [N, H', W', C, kh·kw]
+    return p.reshape(p.shape[:3] + (-1,))
+
+  def __call__(self, x):
+    if x.ndim != 4 or x.shape[-1] != self.in_channels:
+      raise ValueError(f"AnalogConv2d: expected NHWC inputs [N, H, W, {self.in_channels}], got {x.shape}")
+    p = self.patches(x.astype(jnp.float32))
+    n, h, w, f = p.shape
+    y = self._mvm(p.reshape(n * h * w, f))
+    return self._finish(y.reshape(n, h, w, self.out_channels))
+
+
+ANALOG_LAYERS: Sequence[type] = (AnalogLinear, AnalogConv2d)

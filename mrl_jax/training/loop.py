@@ -1,0 +1,225 @@
+"""A jit-compiled, resumable training loop for nnx models with analog layers.
+
+One training step is one jitted function over donated state: the analog-aware gradient
+(``value_and_analog_grad``), the optax update (analog algorithms and digital optimizers), and the
+application to the model. The host loop feeds batches, signals epoch boundaries to the warm-start
+plateau controller (``epoch_loss``), evaluates, logs JSONL metrics, and writes atomic checkpoints of
+everything (model, optimizer/device state, data position, partial epoch statistics) so that a killed
+run resumes bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from mrl_jax.nn.tape import value_and_analog_grad
+from mrl_jax.training import checkpoint as ckpt
+
+
+class TrainState(NamedTuple):
+  """Device-side training state: the whole model state and the optimizer state."""
+
+  model: nnx.State
+  opt: Any
+
+
+def nll_loss(model, x, y):
+  """Mean negative log-likelihood of log-probability outputs; aux = number of correct predictions."""
+  logp = model(x)
+  loss = -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+  return loss, jnp.sum(jnp.argmax(logp, axis=-1) == y)
+
+
+def init_state(model: nnx.Module, tx: optax.GradientTransformation):
+  """``(graphdef, TrainState)`` for ``model`` and ``tx`` (the optimizer sees ``nnx.Param`` variables)."""
+  graphdef, state = nnx.split(model)
+  return graphdef, TrainState(model=state, opt=tx.init(nnx.state(model, nnx.Param)))
+
+
+def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn: Callable = nll_loss):
+  """Returns ``step(state, x, y, epoch_loss) -> (state, loss, aux)``, jitted with donated state.
+
+  ``epoch_loss``: float32, the previous epoch's mean training loss on the first step of an epoch,
+  NaN otherwise (drives the MRL warm-start plateau controller; ignored by other algorithms).
+  """
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def step(state: TrainState, x, y, epoch_loss):
+    model = nnx.merge(graphdef, state.model)
+    (loss, aux), grads = value_and_analog_grad(loss_fn, has_aux=True)(model, x, y)
+    params = nnx.state(model, nnx.Param)
+    updates, opt = tx.update(grads, state.opt, params, epoch_loss=epoch_loss)
+    nnx.update(model, optax.apply_updates(params, updates))
+    return TrainState(nnx.state(model), opt), loss, aux
+
+  return step
+
+
+def make_eval_step(graphdef, loss_fn: Callable = nll_loss):
+  """Returns ``evaluate(model_state, x, y) -> (loss, aux)`` (jitted; the model state is not changed)."""
+
+  @jax.jit
+  def evaluate(model_state, x, y):
+    return loss_fn(nnx.merge(graphdef, model_state), x, y)
+
+  return evaluate
+
+
+@dataclasses.dataclass
+class FitConfig:
+  """Loop settings.
+
+  Attributes:
+    epochs: number of epochs.
+    batch_size: training batch size (incomplete last batches are dropped).
+    eval_batch_size: evaluation batch size.
+    out_dir: run directory (metrics.jsonl, checkpoints); None disables both.
+    resume: continue from the newest checkpoint in ``out_dir``.
+    checkpoint_every_steps: extra mid-epoch checkpoints (0 = only at epoch ends).
+    seed: data-order seed.
+    progress: show a tqdm bar.
+  """
+
+  epochs: int
+  batch_size: int
+  eval_batch_size: int = 1000
+  out_dir: Optional[str] = None
+  resume: bool = False
+  checkpoint_every_steps: int = 0
+  seed: int = 0
+  progress: bool = True
+
+
+def epoch_order(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+  """Shuffled sample indices of one epoch, ``[n_batches, batch_size]`` (deterministic in seed, epoch)."""
+  perm = np.random.default_rng([seed, epoch]).permutation(n)
+  n_batches = n // batch_size
+  return perm[: n_batches * batch_size].reshape(n_batches, batch_size)
+
+
+def evaluate_dataset(evaluate, model_state, images, labels, batch_size: int):
+  """Mean loss and accuracy over a dataset (all samples; the last batch may be smaller)."""
+  total_loss, correct = 0.0, 0
+  for i in range(0, len(images), batch_size):
+    x, y = images[i:i + batch_size], labels[i:i + batch_size]
+    loss, aux = evaluate(model_state, jnp.asarray(x), jnp.asarray(y))
+    total_loss += float(loss) * len(x)
+    correct += int(aux)
+  return total_loss / len(images), correct / len(images)
+
+
+def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test: tuple, cfg: FitConfig,
+        loss_fn: Callable = nll_loss, to_input: Callable = lambda x: x, run_meta: dict | None = None,
+        on_epoch: Callable | None = None):
+  """Trains ``model`` with ``tx`` and returns ``(model, history)``.
+
+  Args:
+    model: an nnx model (analog layers and digital parameters).
+    tx: the optax transformation over the model's ``nnx.Param`` state.
+    train, test: ``(images, labels)`` numpy arrays.
+    cfg: loop settings.
+    loss_fn: ``loss_fn(model, x, y) -> (loss, n_correct)``.
+    to_input: maps a numpy image batch to the model input (e.g. uint8 → float32 in [0, 1]).
+    run_meta: extra JSON metadata stored in every checkpoint and the first metrics line.
+    on_epoch: called with ``(epoch_record, state)`` after every epoch.
+
+  Returns:
+    the trained model (state merged back) and the list of per-epoch records.
+  """
+  graphdef, state = init_state(model, tx)
+  step = make_train_step(graphdef, tx, loss_fn)
+  evaluate = make_eval_step(graphdef, loss_fn)
+  out = Path(cfg.out_dir) if cfg.out_dir else None
+  meta = {"epoch": 0, "position": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "last_epoch_loss": None,
+          "history": []}
+  if out is not None and cfg.resume and (latest := ckpt.latest_checkpoint(out)) is not None:
+    state, saved = ckpt.load_checkpoint(latest, state)
+    meta.update({k: saved[k] for k in meta if k in saved})
+    print(f"resumed from {latest} (epoch {meta['epoch']}, batch {meta['position']})", file=sys.stderr)
+  elif out is not None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.jsonl").write_text(json.dumps({"event": "start", **(run_meta or {})}) + "\n")
+  images, labels = train
+  n_batches = len(images) // cfg.batch_size
+  if n_batches == 0:
+    raise ValueError(f"batch_size = {cfg.batch_size} is larger than the training set ({len(images)} samples)")
+
+  def save(meta_now):
+    if out is not None:
+      ckpt.save_checkpoint(out, meta_now["epoch"] * 1_000_000 + meta_now["position"], state,
+                           {**meta_now, "run": run_meta or {}})
+
+  while meta["epoch"] < cfg.epochs:
+    epoch = meta["epoch"]
+    order = epoch_order(len(images), cfg.batch_size, cfg.seed, epoch)
+    bar = _progress(cfg.progress, n_batches, meta["position"], f"epoch {epoch + 1}/{cfg.epochs}")
+    t0 = time.time()
+    for b in range(meta["position"], n_batches):
+      idx = order[b]
+      signal = meta["last_epoch_loss"] if (b == 0 and meta["last_epoch_loss"] is not None) else math.nan
+      state, loss, correct = step(state, to_input(images[idx]), jnp.asarray(labels[idx]), jnp.float32(signal))
+      meta["loss_sum"] += float(loss)
+      meta["correct"] += int(correct)
+      meta["seen"] += 1
+      meta["position"] = b + 1
+      if bar is not None:
+        bar.update(1)
+        if b % 50 == 0:
+          bar.set_postfix(loss=f"{meta['loss_sum'] / meta['seen']:.4f}",
+                          acc=f"{meta['correct'] / (meta['seen'] * cfg.batch_size):.3f}")
+      if cfg.checkpoint_every_steps and (b + 1) % cfg.checkpoint_every_steps == 0 and b + 1 < n_batches:
+        save(meta)
+    if bar is not None:
+      bar.close()
+    train_loss = meta["loss_sum"] / max(meta["seen"], 1)
+    train_acc = meta["correct"] / max(meta["seen"] * cfg.batch_size, 1)
+    test_loss, test_acc = evaluate_dataset(evaluate, state.model, to_input(test[0]), test[1], cfg.eval_batch_size)
+    record = {"event": "epoch", "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
+              "test_loss": test_loss, "test_acc": test_acc, "seconds": time.time() - t0}
+    record.update(_warm_start_info(state.opt))
+    meta["history"].append(record)
+    meta.update(epoch=epoch + 1, position=0, loss_sum=0.0, correct=0, seen=0, last_epoch_loss=train_loss)
+    print(f"epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.4f} | test loss {test_loss:.4f} "
+          f"acc {test_acc:.4f} ({record['seconds']:.1f}s)", file=sys.stderr)
+    if out is not None:
+      with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    save(meta)
+    if on_epoch is not None:
+      on_epoch(record, state)
+  nnx.update(model, state.model)
+  return model, meta["history"], state
+
+
+def _warm_start_info(opt_state) -> dict:
+  """Warm-start target and plateau switch count if the optimizer holds an MRL compound."""
+  from mrl_jax.optim.compound import CompoundLeafState, CompoundState
+  found = {}
+  for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, CompoundState)):
+    if isinstance(node, CompoundState):
+      found["plateau_switches"] = int(node.plateau.switches)
+      targets = [int(l.target) for l in jax.tree.leaves(node.leaves, is_leaf=lambda n: isinstance(n, CompoundLeafState))
+                 if isinstance(l, CompoundLeafState)]
+      if targets:
+        found["warm_start_target"] = targets[0]
+  return found
+
+
+def _progress(enabled: bool, total: int, initial: int, desc: str):
+  if not enabled:
+    return None
+  from tqdm.auto import tqdm
+  return tqdm(total=total, initial=initial, desc=desc, leave=False, file=sys.stderr)
