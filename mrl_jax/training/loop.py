@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from mrl_jax.data.batching import epoch_order
 from mrl_jax.nn.tape import value_and_analog_grad
 from mrl_jax.training import checkpoint as ckpt
 
@@ -103,13 +104,6 @@ class FitConfig:
   progress: bool = True
 
 
-def epoch_order(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
-  """Shuffled sample indices of one epoch, ``[n_batches, batch_size]`` (deterministic in seed, epoch)."""
-  perm = np.random.default_rng([seed, epoch]).permutation(n)
-  n_batches = n // batch_size
-  return perm[: n_batches * batch_size].reshape(n_batches, batch_size)
-
-
 def evaluate_dataset(evaluate, model_state, images, labels, batch_size: int):
   """Mean loss and accuracy over a dataset (all samples; the last batch may be smaller)."""
   total_loss, correct = 0.0, 0
@@ -164,7 +158,7 @@ def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test:
 
   while meta["epoch"] < cfg.epochs:
     epoch = meta["epoch"]
-    order = epoch_order(len(images), cfg.batch_size, cfg.seed, epoch)
+    order = epoch_order(len(images), cfg.seed, epoch)[: n_batches * cfg.batch_size].reshape(n_batches, -1)
     bar = _progress(cfg.progress, n_batches, meta["position"], f"epoch {epoch + 1}/{cfg.epochs}")
     t0 = time.time()
     for b in range(meta["position"], n_batches):
