@@ -58,10 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
-def make_optimizer(args, params, steps_per_epoch: int):
+def make_optimizer(args, params, steps_per_epoch: int, key=None):
+  """The optax transformation of ``args.setting`` (analog weights) + SGD (biases)."""
   lr = optax.exponential_decay(args.lr, steps_per_epoch * args.lr_decay_every, 0.1, staircase=True)
   io = PERFECT_IO if args.io_perfect else IOParameters()
-  n, key = args.n_states, jax.random.key(args.seed)
+  n, key = args.n_states, jax.random.key(args.seed) if key is None else key
   if args.setting == "ResL":
     cfg = optim.resl_mnist(n, n_tiles=args.tiles, gamma=args.gamma, warm_start=args.warm_start, transfer_io=io)
     analog = optim.transfer_compound(cfg.replace(engine=args.engine), lr, key=key)

@@ -316,16 +316,17 @@ def pulse_count_lr(cfg: ChoppedTransfer, sgd_lr, m_x, m_d):
 
 # ---- transfer of one column ---------------------------------------------------------------------------
 
-def _transfer(cfg: ChoppedTransfer, leaf: ChoppedLeafState, lr_t, count_lr, key) -> ChoppedLeafState:
+def _transfer(cfg: ChoppedTransfer, leaf: ChoppedLeafState, lr_t, count_lr, keys) -> ChoppedLeafState:
   """Reads column ``ptr`` of A into H[:, ptr] and commits whole steps into C (``readAndUpdate``).
 
-  Skipped (apart from advancing the pointer) when the transfer rate is 0, as in AIHWKit.
+  ``keys``: three PRNG keys (read noise, write pulses, chopper draws). Skipped (apart from advancing
+  the pointer) when the transfer rate is 0, as in AIHWKit.
   """
   out_size, in_size = leaf.buffer.shape
   c = leaf.ptr
 
   def body(leaf):
-    k_read, k_write, k_in, k_out = jax.random.split(key, 4)
+    k_read, k_write, k_chop = keys
     a, c_tile = leaf.tiles
     probe = one_hot_lines(c, 1, in_size)
     y = analog_mvm(a.weights, probe, transfer_read_io(cfg.transfer_io), k_read)[0]  # +A[:, c]
@@ -345,7 +346,8 @@ def _transfer(cfg: ChoppedTransfer, leaf: ChoppedLeafState, lr_t, count_lr, key)
       past = jnp.where(sw, leaf.running_mean[:, c], leaf.past_mean[:, c])  # new phase: P ← M
       val = y - past
       if cfg.experimental_correct_accumulation:
-        lr_scale = lr_scale / jnp.minimum(cur.astype(jnp.float32), jnp.float32(_f32(1) / _f32(cfg.device_of(0).granularity)))
+        n_max = jnp.float32(_f32(1) / _f32(cfg.device_of(0).granularity))
+        lr_scale = lr_scale / jnp.minimum(cur.astype(jnp.float32), n_max)
       sm = _f32(min(_f32(cfg.tail_weightening) / _f32(S), _f32(1)))
       m_col = fence(leaf.running_mean[:, c] * jnp.float32(_f32(1) - sm)) + fence(y * jnp.float32(sm))
       new["past_mean"] = leaf.past_mean.at[:, c].set(past)
@@ -378,22 +380,20 @@ def _transfer(cfg: ChoppedTransfer, leaf: ChoppedLeafState, lr_t, count_lr, key)
 
     # choppers and the sweep counter
     last = c == in_size - 1
+    u = jax.random.uniform(k_chop, (1 + out_size,))  # one draw for the input chopper, one per output
     in_chop, out_chop = leaf.in_chop, leaf.out_chop
-    if cfg.dynamic:
+    if cfg.dynamic:  # periodic switch, plus random switches when in_chop_random
       switch = cur == S
       if cfg.in_chop_random:
-        switch = switch | (jax.random.uniform(k_in) < cfg.in_chop_prob)
+        switch = switch | (u[0] < cfg.in_chop_prob)
       new["switched"] = leaf.switched.at[c].set(switch)
       in_chop = in_chop.at[c].set(in_chop[c] ^ switch)
     else:
       if cfg.in_chop_prob > 0:
-        if cfg.in_chop_random:
-          switch = jax.random.uniform(k_in) < cfg.in_chop_prob
-        else:
-          switch = cur == S
+        switch = (u[0] < cfg.in_chop_prob) if cfg.in_chop_random else (cur == S)
         in_chop = in_chop.at[c].set(in_chop[c] ^ switch)
       if cfg.out_chop_prob > 0:
-        out_chop = out_chop ^ (last & (jax.random.uniform(k_out, (out_size,)) < cfg.out_chop_prob))
+        out_chop = out_chop ^ (last & (u[1:] < cfg.out_chop_prob))
     return leaf._replace(tiles=[a, c_tile], buffer=leaf.buffer.at[:, c].set(omega), in_chop=in_chop,
                          out_chop=out_chop, transfer_counter=leaf.transfer_counter + last.astype(jnp.int32), **new)
 
@@ -410,11 +410,10 @@ def step_leaf(cfg: ChoppedTransfer, leaf: ChoppedLeafState, grad: base.AnalogGra
   every = cfg.period(in_size, n_rows)
   lr_t = jnp.float32(cfg.transfer_lr) * (sgd_lr if cfg.scale_transfer_lr else jnp.float32(1))
   dev_a = cfg.device_of(0)
-  k_rows, k_post = jax.random.split(key)
+  keys = jax.random.split(key, (n_rows + 1, 4))  # one set per row, the last for the post-update step
 
   def row(leaf, inputs):
-    x, d, k = inputs
-    k_up, k_tr = jax.random.split(k)
+    x, d, k = inputs  # keys: gradient pulses, transfer read, transfer write, choppers
     m_x, m_d = leaf.m_x, leaf.m_d
     if cfg.auto_scale:
       m_x = _running_max(cfg, m_x, jnp.max(jnp.abs(x)), n_rows)
@@ -422,18 +421,17 @@ def step_leaf(cfg: ChoppedTransfer, leaf: ChoppedLeafState, grad: base.AnalogGra
     count_lr = pulse_count_lr(cfg, sgd_lr, m_x, m_d)
     x_c = jnp.where(leaf.in_chop, -x, x)  # chopped gradient: sign(x_j d_i) flips iff in_chop[j] != out_chop[i]
     d_c = jnp.where(leaf.out_chop, -d, d)
-    a = tile_update(leaf.tiles[0], dev_a, cfg.update, x_c[None], d_c[None], count_lr, k_up, engine=cfg.engine,
+    a = tile_update(leaf.tiles[0], dev_a, cfg.update, x_c[None], d_c[None], count_lr, k[0], engine=cfg.engine,
                     dw=cfg.gradient_granularity)
     rows = leaf.rows + 1
     leaf = leaf._replace(tiles=[a, leaf.tiles[1]], rows=rows, m_x=m_x, m_d=m_d)
-    leaf = jax.lax.cond(rows % every == 0, lambda l: _transfer(cfg, l, lr_t, count_lr, k_tr), lambda l: l, leaf)
+    leaf = jax.lax.cond(rows % every == 0, lambda l: _transfer(cfg, l, lr_t, count_lr, k[1:]), lambda l: l, leaf)
     return leaf, None
 
   x = jnp.asarray(grad.x, jnp.float32)
   d = jnp.asarray(grad.d, jnp.float32)
-  leaf, _ = jax.lax.scan(row, leaf, (x, d, jax.random.split(k_rows, n_rows)))
-  keys = jax.random.split(k_post, 2)
-  return leaf._replace(tiles=[post_update_step(t, cfg.device_of(k), keys[k]) for k, t in enumerate(leaf.tiles)])
+  leaf, _ = jax.lax.scan(row, leaf, (x, d, keys[:-1]))
+  return leaf._replace(tiles=[post_update_step(t, cfg.device_of(k), keys[-1, k]) for k, t in enumerate(leaf.tiles)])
 
 
 def chopped_transfer(config: ChoppedTransfer, learning_rate: base.ScalarOrSchedule = 1.0, key=0):

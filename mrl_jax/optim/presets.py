@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mrl_jax.devices import PulsedDevice, limited_state_soft_bounds
 from mrl_jax.io import PERFECT_IO, IOParameters
+from mrl_jax.optim.chopped import ChoppedTransfer, DynamicTransfer
 from mrl_jax.optim.compound import BufferSettings, TransferCompound
 from mrl_jax.optim.mixed_precision import MixedPrecision
 from mrl_jax.optim.plateau import CIFAR_RULE, MNIST_RULE
@@ -63,6 +64,26 @@ def ttv2(n_states: float = 4, fast_lr: float = 0.1, thres_scale: float = 1.0, tr
                           transfer_update=UpdateParameters(desired_bl=1, update_management=False,
                                                            update_bl_management=False),
                           transfer_io=transfer_io, buffer=BufferSettings(thres_scale=thres_scale))
+
+
+def ttv3(n_states: float = 4, fast_lr: float = 0.1, auto_granularity: float = 1000.0, in_chop_prob: float = 0.1,
+         transfer_io: IOParameters = PERFECT_IO, device: PulsedDevice | None = None) -> ChoppedTransfer:
+  """TT-v3 (chopped TT-v2, AIHWKit ``ChoppedTransferCompound``): the reference scripts' settings
+  (fast_lr 0.1 with auto_scale, auto_granularity 1000, random input choppers with probability 0.1,
+  no output choppers, one column every row)."""
+  return ChoppedTransfer(device=device or limited_state_soft_bounds(n_states), fast_lr=fast_lr, auto_scale=True,
+                         auto_granularity=auto_granularity, in_chop_prob=in_chop_prob, out_chop_prob=0.0,
+                         transfer_every=1.0, transfer_io=transfer_io)
+
+
+def ttv4(n_states: float = 4, fast_lr: float = 0.1, auto_granularity: float = 1000.0, in_chop_prob: float = 0.1,
+         tail_weightening: float = 10.0, transfer_io: IOParameters = PERFECT_IO,
+         device: PulsedDevice | None = None) -> DynamicTransfer:
+  """TT-v4 (AGAD, AIHWKit ``DynamicTransferCompound``): TT-v3's settings plus tail_weightening 10
+  (periodic choppers, AGAD's default)."""
+  return DynamicTransfer(device=device or limited_state_soft_bounds(n_states), fast_lr=fast_lr, auto_scale=True,
+                         auto_granularity=auto_granularity, in_chop_prob=in_chop_prob, out_chop_prob=0.0,
+                         transfer_every=1.0, tail_weightening=tail_weightening, transfer_io=transfer_io)
 
 
 def mixed_precision_preset(n_states: float = 4, device: PulsedDevice | None = None) -> MixedPrecision:

@@ -11,7 +11,6 @@ run resumes bit for bit.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import sys
@@ -50,14 +49,13 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation):
   return graphdef, TrainState(model=state, opt=tx.init(nnx.state(model, nnx.Param)))
 
 
-def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn: Callable = nll_loss):
-  """Returns ``step(state, x, y, epoch_loss) -> (state, loss, aux)``, jitted with donated state.
+def train_step_fn(graphdef, tx: optax.GradientTransformation, loss_fn: Callable = nll_loss):
+  """The pure training step ``step(state, x, y, epoch_loss) -> (state, loss, aux)`` (not jitted).
 
   ``epoch_loss``: float32, the previous epoch's mean training loss on the first step of an epoch,
   NaN otherwise (drives the MRL warm-start plateau controller; ignored by other algorithms).
   """
 
-  @functools.partial(jax.jit, donate_argnums=0)
   def step(state: TrainState, x, y, epoch_loss):
     model = nnx.merge(graphdef, state.model)
     (loss, aux), grads = value_and_analog_grad(loss_fn, has_aux=True)(model, x, y)
@@ -67,6 +65,11 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn: Callabl
     return TrainState(nnx.state(model), opt), loss, aux
 
   return step
+
+
+def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn: Callable = nll_loss):
+  """``train_step_fn`` jitted with the state donated (updated in place)."""
+  return jax.jit(train_step_fn(graphdef, tx, loss_fn), donate_argnums=0)
 
 
 def make_eval_step(graphdef, loss_fn: Callable = nll_loss):
