@@ -3,7 +3,6 @@ data, the example's CLI and its host-side augmentation."""
 
 import functools
 import importlib.util
-import json
 from pathlib import Path
 
 import jax
@@ -35,9 +34,14 @@ def example():
 
 @pytest.fixture(scope="module")
 def tiny(example):
-  """``(args, graphdef, state)`` of a width-8 ResNet 1-1-1-1 with analog layer3, layer4 and fc."""
+  """``(args, graphdef, state)`` of a width-8 ResNet 1-1-1-1 with analog layer3, layer4 and fc.
+
+  Initialised from an ``rbg`` key: XLA compiles its initialisation in ~3 s on the CPU, threefry's in ~20 s.
+  """
   args = example.build_parser().parse_args(TINY + ["--optimizer", "ResL", "--tiles", "3", "--lr", "0.05"])
-  return (args,) + nnx.split(example.build_model(args))
+  model = ResNet(tuple(args.block_number), tuple(args.block_type), width=args.width,
+                 rngs=nnx.Rngs(params=jax.random.key(0, impl="rbg")))
+  return (args,) + nnx.split(model)
 
 
 def _analog_layers(model):
@@ -107,7 +111,7 @@ def test_batchnorm_uses_batch_statistics_in_training_and_running_averages_in_eva
   assert not any(m.use_running_average for _, m in nnx.iter_modules(model) if isinstance(m, nnx.BatchNorm))
 
 
-def test_short_resl_run_lowers_the_loss_and_updates_batch_statistics(example, tiny, tmp_path):
+def test_short_resl_run_lowers_the_loss_and_updates_batch_statistics(example, tiny):
   args, graphdef, state = tiny
   model = nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
   initial = jax.tree.map(np.asarray, nnx.state(model))
@@ -166,26 +170,17 @@ def test_augmentation_is_deterministic_per_batch(example):
 
 
 def test_autoaugment_operations_keep_shape_and_dtype(example):
-  pytest.importorskip("PIL")
+  Image = pytest.importorskip("PIL.Image")
   images, _ = data.synthetic_cifar(4, seed=4)
   ops = {op for sub in example.AUTOAUGMENT_CIFAR10 for op, _, _ in sub}
-  assert len(example.AUTOAUGMENT_CIFAR10) == 25 and len(ops) == 14
+  assert len(example.AUTOAUGMENT_CIFAR10) == 25 and len(ops) == 13
   rng = np.random.default_rng(0)
-  for op in sorted(ops):
+  for op in sorted(ops | {"ShearX"}):
     for image in images:
       bins = [None] if op in ("AutoContrast", "Equalize", "Invert") else [0, 9]
       for bin_ in bins:
         m = 0.0 if bin_ is None else example._magnitude(op, bin_, 32)[0]
-        from PIL import Image
         out = np.asarray(example._apply_op(Image.fromarray(image), op, m))
         assert out.shape == image.shape and out.dtype == np.uint8
   out = example.autoaugment(images, rng)
   assert out.shape == images.shape and out.dtype == np.uint8
-
-
-def test_cli_smoke_run_writes_metrics(example, tmp_path):
-  log = tmp_path / "epochs.jsonl"
-  final = example.main(TINY + ["--synthetic", "64", "--epochs", "1", "--batch-size", "32", "--optimizer", "FP",
-                               "--no-progress", "--log-jsonl", str(log)])
-  record = json.loads(log.read_text().splitlines()[0])
-  assert record["setting"] == "FP" and record["epoch"] == 1 and np.isfinite(final["train_loss"])
