@@ -316,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--synthetic", type=int, default=0, metavar="N",
                  help="train on N synthetic CIFAR-shaped images (test: N // 5, at least 100) instead of CIFAR-10")
   p.add_argument("--data-dir", default=None, help="directory with the CIFAR-10 binary batches (or $MRL_DATA_DIR)")
+  p.add_argument("--data-npz", default=None,
+                 help="CIFAR-10 (or a subset) as one .npz with uint8 x_train, x_test [N, 32, 32, 3] and int y_train, "
+                      "y_test (see scripts/gpu_cifar.sh --prepare)")
   p.add_argument("--train-subset", type=int, default=0, help="use only the first N training images (0 = all)")
   p.add_argument("--test-subset", type=int, default=0, help="use only the first N test images (0 = all)")
   p.add_argument("--out", default=None, help="run directory for metrics and checkpoints")
@@ -376,6 +379,10 @@ def load_data(args):
   if args.synthetic:
     train = data.synthetic_cifar(args.synthetic, seed=args.seed)
     test = data.synthetic_cifar(max(args.synthetic // 5, 100), seed=args.seed + 1)
+  elif args.data_npz:
+    with np.load(args.data_npz) as f:
+      train = (f["x_train"], f["y_train"].astype(np.int32))
+      test = (f["x_test"], f["y_test"].astype(np.int32))
   else:
     train = data.load_dataset("cifar10", "train", data_dir=args.data_dir)
     test = data.load_dataset("cifar10", "test", data_dir=args.data_dir)
