@@ -8,6 +8,8 @@
 #   PYTHON            interpreter to build for and test with (default: `python` on PATH)
 #   BAZEL_CHECK_K     pytest -k expression; empty runs all of test_native.py (~3 min on 2 cores)
 #   BAZEL_CHECK_KEEP  1 keeps the temporary test tree and prints its path
+#   BAZEL_CHECK_FLAGS extra Bazel build flags (e.g. sanitizer copts; see scripts/sanitize_check.sh)
+#   BAZEL_CHECK_PRELOAD  LD_PRELOAD for the test interpreters (sanitizer runtimes)
 #
 # Installs Debian's bazel-bootstrap (Bazel 4.2.3) with apt-get when `bazel` is not on PATH.
 #
@@ -66,9 +68,11 @@ fi
 
 STATUS="FAILED (bazel build)"
 BAZEL_FLAGS=(--repo_env=PYTHON_BIN_PATH="$PYTHON")
+# shellcheck disable=SC2206
+EXTRA_FLAGS=(${BAZEL_CHECK_FLAGS:-})
 T0=$SECONDS
-bazel build "${BAZEL_FLAGS[@]}" --noshow_progress --curses=no --color=no //:_mrl_cpu.so
-SO="$(bazel info "${BAZEL_FLAGS[@]}" bazel-bin 2>/dev/null)/_mrl_cpu.so"
+bazel build "${BAZEL_FLAGS[@]}" "${EXTRA_FLAGS[@]}" --noshow_progress --curses=no --color=no //:_mrl_cpu.so
+SO="$(bazel info "${BAZEL_FLAGS[@]}" "${EXTRA_FLAGS[@]}" bazel-bin 2>/dev/null)/_mrl_cpu.so"
 BUILD_S=$((SECONDS - T0))
 [[ -f "$SO" ]] || { echo "bazel_check: $SO missing after the build" >&2; exit 1; }
 
@@ -160,7 +164,7 @@ STATUS="FAILED (tests/test_native.py)"
 T0=$SECONDS
 PYTEST_ARGS=(-q -p no:cacheprovider tests/test_native.py)
 if [[ -n "$PYTEST_K" ]]; then PYTEST_ARGS+=(-k "$PYTEST_K"); fi
-(cd "$TMP" && "$PYTHON" -m pytest "${PYTEST_ARGS[@]}")
+(cd "$TMP" && LD_PRELOAD="${BAZEL_CHECK_PRELOAD:-}" "$PYTHON" -m pytest "${PYTEST_ARGS[@]}")
 TEST_S=$((SECONDS - T0))
 
 STATUS="OK"

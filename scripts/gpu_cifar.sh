@@ -13,7 +13,8 @@
 # Writes OUTDIR/{env.txt, <setting>.log, epochs.jsonl, summary.txt}. The first epoch's seconds include
 # compilation. Settings via the environment: SETTINGS ("ResL TTv2 FP"), EPOCHS (3), TRAIN_SUBSET (10000),
 # RUN_TIMEOUT (seconds per setting, 140), ENGINE (jnp: the source tree has no compiled kernels there),
-# N_TRAIN / N_TEST (images in the prepared subset, 12000 / 3000).
+# N_TRAIN / N_TEST (images in the prepared subset, 12000 / 3000), EXTRA_ARGS (appended to every run; e.g. a CPU dry
+# run: EXTRA_ARGS="--width 8 -block-number 1 1 1 1 --test-subset 200" TRAIN_SUBSET=256 EPOCHS=1), PYTHON.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
@@ -42,7 +43,7 @@ cd "$REPO"
 if [[ -f "$DATA" ]]; then DATA_FLAG=(--data-npz "$DATA"); elif [[ -d "$DATA" ]]; then DATA_FLAG=(--data-dir "$DATA");
 else echo "no data at $DATA: run 'bash scripts/gpu_cifar.sh --prepare build/gpu_data' first" | tee "$OUT/summary.txt"; exit 2; fi
 
-{ nvidia-smi -L; "$PY" -c "import jax, flax, optax, orbax.checkpoint; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'optax', optax.__version__)"; } >"$OUT/env.txt" 2>&1 \
+{ nvidia-smi -L || echo "no nvidia-smi"; "$PY" -c "import jax, flax, optax, orbax.checkpoint; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'optax', optax.__version__)"; } >"$OUT/env.txt" 2>&1 \
   || { cat "$OUT/env.txt"; echo "missing packages on this machine (see env.txt)" | tee "$OUT/summary.txt"; exit 3; }
 cat "$OUT/env.txt"
 
@@ -53,7 +54,7 @@ for S in ${SETTINGS:-ResL TTv2 FP}; do
   timeout "${RUN_TIMEOUT:-140}" "$PY" examples/cifar_resnet.py --optimizer "$S" -block-number 2 2 2 2 \
     -block-type D D D A A A --io-perfect --n-states 4 --epochs "${EPOCHS:-3}" --batch-size 128 \
     --train-subset "${TRAIN_SUBSET:-10000}" "${DATA_FLAG[@]}" --engine "${ENGINE:-jnp}" --no-progress \
-    --log-jsonl "$OUT/epochs.jsonl" >"$OUT/$S.log" 2>&1
+    --log-jsonl "$OUT/epochs.jsonl" ${EXTRA_ARGS:-} >"$OUT/$S.log" 2>&1
   rc=$?
   echo "$S: exit $rc after $(( $(date +%s) - start )) s (124 = timed out; completed epochs are in epochs.jsonl)" \
     | tee -a "$OUT/summary.txt"

@@ -56,14 +56,14 @@ class _AnalogBase(nnx.Module):
   def _mvm(self, rows):
     """``[n, in] → [n, out]``: the analog MVM of input rows, recorded on the active tape."""
     key = self.noise_rngs.noise() if self.noise_rngs is not None else jax.random.key(0)
-    y = analog_matmul(self.weight.value, rows, key, self.forward_io, self.backward_io)
+    y = analog_matmul(self.weight[...], rows, key, self.forward_io, self.backward_io)
     return tape.record(self.tape_id, rows, y)
 
   def _finish(self, y):
     if self.out_scale is not None:
-      y = y * self.out_scale.value
+      y = y * self.out_scale[...]
     if self.bias is not None:
-      y = y + self.bias.value
+      y = y + self.bias[...]
     return y
 
 

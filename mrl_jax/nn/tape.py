@@ -98,7 +98,7 @@ def value_and_analog_grad(loss_fn: Callable, has_aux: bool = False):
     for path, var in g_params.flat_state():
       tape_id = paths.get(tuple(path))
       if tape_id is not None:
-        w = var.value
+        w = var.get_value()
         if tape_id in inputs:
           grad = AnalogGradient(inputs[tape_id], g_probes[tape_id])
         else:  # layer unused in this loss: zero rows, no pulses

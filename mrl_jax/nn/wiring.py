@@ -42,7 +42,7 @@ def convert_to_analog(model: nnx.Module, *, which: Callable[[tuple, nnx.Module],
     if isinstance(module, nnx.Linear):
       new = AnalogLinear(module.in_features, module.out_features, use_bias=module.bias is not None,
                          learn_out_scale=learn_out_scale, forward_io=forward_io, backward_io=backward_io, rngs=rngs)
-      new.weight.value = module.kernel.value.T
+      new.weight[...] = module.kernel[...].T
     elif isinstance(module, nnx.Conv) and len(module.kernel_size) == 2:
       kh, kw = module.kernel_size
       new = AnalogConv2d(module.in_features, module.out_features, (kh, kw), stride=module.strides,
@@ -50,11 +50,11 @@ def convert_to_analog(model: nnx.Module, *, which: Callable[[tuple, nnx.Module],
                          use_bias=module.bias is not None, learn_out_scale=learn_out_scale,
                          forward_io=forward_io, backward_io=backward_io, rngs=rngs)
       # HWIO → [O, I·kh·kw] in (channel, kh, kw) order
-      new.weight.value = jnp.transpose(module.kernel.value, (3, 2, 0, 1)).reshape(module.out_features, -1)
+      new.weight[...] = jnp.transpose(module.kernel[...], (3, 2, 0, 1)).reshape(module.out_features, -1)
     else:
       continue
     if module.bias is not None:
-      new.bias.value = module.bias.value
+      new.bias[...] = module.bias[...]
     last = path[-1]
     if isinstance(last, int):
       parent[last] = new
