@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion_mnist"))
   p.add_argument("--data-dir", default=None, help="directory with the canonical IDX files (or $MRL_DATA_DIR)")
   p.add_argument("--train-subset", type=int, default=0, help="use only the first N training images (0 = all)")
+  p.add_argument("--embedded", action="store_true",
+                 help="use the MNIST subset shipped in the package (10,000 train / 2,000 test images)")
   p.add_argument("--out", default=None, help="run directory for metrics and checkpoints")
   p.add_argument("--resume", action="store_true")
   p.add_argument("--checkpoint-every-steps", type=int, default=0)
@@ -84,8 +86,13 @@ def make_optimizer(args, params, steps_per_epoch: int, key=None):
 
 def main(argv=None):
   args = build_parser().parse_args(argv)
-  images, labels = data.load_dataset(args.dataset, "train", data_dir=args.data_dir)
-  test = data.load_dataset(args.dataset, "test", data_dir=args.data_dir)
+  if args.embedded:
+    if args.dataset != "mnist":
+      raise SystemExit("--embedded is MNIST only")
+    (images, labels), test = data.embedded_mnist("train"), data.embedded_mnist("test")
+  else:
+    images, labels = data.load_dataset(args.dataset, "train", data_dir=args.data_dir)
+    test = data.load_dataset(args.dataset, "test", data_dir=args.data_dir)
   if args.train_subset:
     images, labels = images[: args.train_subset], labels[: args.train_subset]
   io = PERFECT_IO if args.io_perfect else IOParameters()
@@ -96,7 +103,13 @@ def main(argv=None):
         f"{args.n_states:g} states, {steps_per_epoch} steps per epoch", file=sys.stderr)
   cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out_dir=args.out, resume=args.resume,
                   checkpoint_every_steps=args.checkpoint_every_steps, seed=args.seed, progress=not args.no_progress)
-  _, history, _ = fit(model, tx, (images, labels), test, cfg, to_input=data.to_float, run_meta=vars(args))
+  _, history, state = fit(model, tx, (images, labels), test, cfg, to_input=data.to_float, run_meta=vars(args))
+  if args.out and history:
+    from mrl_jax.training import plots
+    plots.plot_curves(args.out)
+    tiles = plots.tiles_from_opt_state(state.opt)
+    if tiles:
+      plots.plot_tile_histograms(tiles, Path(args.out) / "tiles.png")
   final = history[-1] if history else {}
   print(f"final test accuracy: {final.get('test_acc', float('nan')):.4f}")
   return final

@@ -5,16 +5,21 @@
 # Only the repository travels to the GPU machine, so the data must be copied into a git-ignored folder of the
 # repository first. The full CIFAR-10 (139 MB of .xz batches) is over the 64 MiB a run may carry, so prepare a
 # subset here:
-#   bash scripts/gpu_cifar.sh --prepare build/gpu_data   # writes build/gpu_data/cifar10_subset.npz (~45 MB)
+#   bash scripts/gpu_cifar.sh --prepare build/gpu_data   # writes build/gpu_data/cifar10_subset.npz (~42 MB)
 # and carry build/gpu_data to the GPU machine, then there:
 #   bash scripts/gpu_cifar.sh OUTDIR [DATA]              # DATA: a .npz as above (default
 #                                                          # build/gpu_data/cifar10_subset.npz) or a folder with
 #                                                          # the canonical CIFAR-10 files (passed as --data-dir)
-# Writes OUTDIR/{env.txt, <setting>.log, epochs.jsonl, summary.txt}. The first epoch's seconds include
-# compilation. Settings via the environment: SETTINGS ("ResL TTv2 FP"), EPOCHS (3), TRAIN_SUBSET (10000),
-# RUN_TIMEOUT (seconds per setting, 140), ENGINE (jnp: the source tree has no compiled kernels there),
-# N_TRAIN / N_TEST (images in the prepared subset, 12000 / 3000), EXTRA_ARGS (appended to every run; e.g. a CPU dry
-# run: EXTRA_ARGS="--width 8 -block-number 1 1 1 1 --test-subset 200" TRAIN_SUBSET=256 EPOCHS=1), PYTHON.
+# Writes OUTDIR/{env.txt, <setting>.log, epochs.jsonl, summary.txt}; the first epoch's seconds include compilation
+# (ResL's 8-tile step compiles slowest). Environment:
+#   SETTINGS      settings to run (default "ResL TTv2 FP")
+#   EPOCHS        epochs per setting (3); TRAIN_SUBSET training images used (10000, 78 steps of 128)
+#   RUN_TIMEOUT   seconds per setting (default ResL 200, TTv2 150, others 100; epochs done by then are kept)
+#   ENGINE        pulsed-update engine (jnp: the source tree travels without compiled kernels)
+#   N_TRAIN, N_TEST  images in the prepared subset (12000, 3000)
+#   EXTRA_ARGS    appended to every run, e.g. a CPU dry run with TRAIN_SUBSET=256 EPOCHS=1
+#                 EXTRA_ARGS="--width 8 -block-number 1 1 1 1 --test-subset 200 --batch-size 32"
+#   PYTHON        interpreter (python3)
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
@@ -51,7 +56,8 @@ cat "$OUT/env.txt"
 for S in ${SETTINGS:-ResL TTv2 FP}; do
   echo "== $S" | tee -a "$OUT/summary.txt"
   start=$(date +%s)
-  timeout "${RUN_TIMEOUT:-140}" "$PY" examples/cifar_resnet.py --optimizer "$S" -block-number 2 2 2 2 \
+  case "$S" in ResL) limit=200 ;; TTv2) limit=150 ;; *) limit=100 ;; esac
+  timeout "${RUN_TIMEOUT:-$limit}" "$PY" examples/cifar_resnet.py --optimizer "$S" -block-number 2 2 2 2 \
     -block-type D D D A A A --io-perfect --n-states 4 --epochs "${EPOCHS:-3}" --batch-size 128 \
     --train-subset "${TRAIN_SUBSET:-10000}" "${DATA_FLAG[@]}" --engine "${ENGINE:-jnp}" --no-progress \
     --log-jsonl "$OUT/epochs.jsonl" ${EXTRA_ARGS:-} >"$OUT/$S.log" 2>&1

@@ -1,0 +1,53 @@
+"""Seed sweeps: one vmapped program over device seeds; sharding the seed axis over 4 (virtual) CPU
+devices gives exactly the unsharded results."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent("""
+    import json, jax, jax.numpy as jnp, numpy as np, optax
+    from flax import nnx
+    from mrl_jax import data, optim
+    from mrl_jax.nn import AnalogLinear, analog_partition
+    from mrl_jax.training.sweep import seed_mesh, summarize, train_seeds
+
+    class MLP(nnx.Module):
+      def __init__(self, rngs):
+        self.l1 = AnalogLinear(49, 16, rngs=rngs)
+        self.l2 = AnalogLinear(16, 10, rngs=rngs)
+      def __call__(self, x):
+        x = x.reshape(x.shape[0], 7, 4, 7, 4).mean(axis=(2, 4)).reshape(x.shape[0], -1)
+        return jax.nn.log_softmax(self.l2(jnp.tanh(self.l1(x))))
+
+    images, labels = data.embedded_mnist("train")
+    train, test = (images[:96], labels[:96]), (images[96:160], labels[96:160])
+    make_model = lambda key: MLP(nnx.Rngs(params=key))
+    template = nnx.state(make_model(jax.random.key(0)), nnx.Param)
+    cfg = optim.resl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.15, 0.1))
+    make_tx = lambda key: analog_partition(optim.transfer_compound(cfg, 0.05, key=key), optax.sgd(0.05), template)
+    out = {"devices": len(jax.devices()), "mesh": str(seed_mesh(4))}
+    for shard in (True, False):
+      rec = train_seeds(make_model, make_tx, train, test, seeds=4, epochs=2, batch_size=8, to_input=data.to_float,
+                        shard=shard)
+      out[str(shard)] = [{k: v for k, v in r.items() if k != "seconds"} for r in rec]
+    out["summary"] = summarize(rec)
+    print(json.dumps(out))
+""")
+
+
+def test_sharded_seed_sweep_equals_unsharded():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  res = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert res.returncode == 0, res.stderr[-3000:]
+  out = json.loads(res.stdout.strip().splitlines()[-1])
+  assert out["devices"] == 4 and "seeds" in out["mesh"]
+  assert out["True"] == out["False"]
+  accs = out["True"][-1]["test_acc"]
+  assert len(accs) == 4 and len(set(accs)) > 1  # four different device instances
+  assert out["summary"]["seeds"] == 4
