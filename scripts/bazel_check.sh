@@ -152,7 +152,7 @@ export PYTHONPATH="$TMP${PYTHONPATH:+:$PYTHONPATH}"
 
 # A separate interpreter started elsewhere, like the subprocesses of the thread-count test.
 STATUS="FAILED (the Bazel module is not the one imported)"
-MODULE_FILE="$(cd / && "$PYTHON" -c '
+MODULE_FILE="$(cd / && LD_PRELOAD="${BAZEL_CHECK_PRELOAD:-}" "$PYTHON" -c '
 import mrl_jax._mrl_cpu as m, mrl_jax._native as n
 assert n.available(), n.import_error()
 print(m.__file__)')"

@@ -45,14 +45,22 @@ OUT=${1:-gpu_cifar_out}
 OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
 DATA=${2:-$REPO/build/gpu_data/cifar10_subset.npz}
 cd "$REPO"
-if [[ -f "$DATA" ]]; then DATA_FLAG=(--data-npz "$DATA"); elif [[ -d "$DATA" ]]; then DATA_FLAG=(--data-dir "$DATA");
-else echo "no data at $DATA: run 'bash scripts/gpu_cifar.sh --prepare build/gpu_data' first" | tee "$OUT/summary.txt"; exit 2; fi
+if [[ -f "$DATA" ]]; then
+  DATA_FLAG=(--data-npz "$DATA")
+elif [[ -d "$DATA" ]]; then
+  DATA_FLAG=(--data-dir "$DATA")
+else
+  echo "no data at $DATA: run 'bash scripts/gpu_cifar.sh --prepare build/gpu_data' first" | tee "$OUT/summary.txt"
+  exit 2
+fi
 
-{ nvidia-smi -L || echo "no nvidia-smi"; "$PY" -c "import jax, flax, optax, orbax.checkpoint; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'optax', optax.__version__)"; } >"$OUT/env.txt" 2>&1 \
+CHECK="import jax, flax, optax, orbax.checkpoint;print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__)"
+{ nvidia-smi -L || echo "no nvidia-smi"; "$PY" -c "$CHECK"; } >"$OUT/env.txt" 2>&1 \
   || { cat "$OUT/env.txt"; echo "missing packages on this machine (see env.txt)" | tee "$OUT/summary.txt"; exit 3; }
 cat "$OUT/env.txt"
 
 : >"$OUT/epochs.jsonl"
+: >"$OUT/summary.txt"
 for S in ${SETTINGS:-ResL TTv2 FP}; do
   echo "== $S" | tee -a "$OUT/summary.txt"
   start=$(date +%s)

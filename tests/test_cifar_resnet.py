@@ -20,16 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["-block-number", "1", "1", "1", "1", "-block-type", "D", "D", "D", "A", "A", "A", "--width", "8"]
 
 
-def _example():
+@pytest.fixture(scope="module")
+def example():
   spec = importlib.util.spec_from_file_location("cifar_resnet", ROOT / "examples" / "cifar_resnet.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
-
-
-@pytest.fixture(scope="module")
-def example():
-  return _example()
 
 
 @pytest.fixture(scope="module")
