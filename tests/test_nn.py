@@ -97,3 +97,16 @@ def test_layer_validation():
     mnn.AnalogLinear(4, 2, rngs=nnx.Rngs(0))(jnp.ones((3, 5)))
   with pytest.raises(TypeError, match="forward_io"):
     mnn.AnalogLinear(4, 2, forward_io="perfect", rngs=nnx.Rngs(0))
+
+
+def test_tape_writes_back_noise_counters():
+  """Noisy I/O draws from the layer's RNG stream inside the differentiated step; the advanced counter
+  must be written back to the model (a second step draws fresh noise)."""
+  layer = mnn.AnalogLinear(6, 3, forward_io=IOParameters(), backward_io=IOParameters(), rngs=nnx.Rngs(params=0, noise=1))
+  loss_fn = lambda m, x: jnp.sum(m(x) ** 2)
+  x = jnp.ones((2, 6))
+  count0 = int(layer.noise_rngs.noise.count[...])
+  _, g1 = mnn.value_and_analog_grad(loss_fn)(layer, x)
+  assert int(layer.noise_rngs.noise.count[...]) > count0
+  _, g2 = mnn.value_and_analog_grad(loss_fn)(layer, x)
+  assert not np.array_equal(np.asarray(g1.weight.get_value().d), np.asarray(g2.weight.get_value().d))

@@ -72,7 +72,7 @@ def value_and_analog_grad(loss_fn: Callable, has_aux: bool = False):
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
     def run(params, tape: _Tape):
-      m = nnx.merge(graphdef, params, rest)
+      m = nnx.merge(graphdef, params, rest, copy=True)  # non-Param state (RNG counts, BatchStats) is written here
       token = _ACTIVE.set(tape)
       try:
         out = loss_fn(m, *args, **kwargs)

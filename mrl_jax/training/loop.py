@@ -134,7 +134,8 @@ def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test:
     on_epoch: called with ``(epoch_record, state)`` after every epoch.
 
   Returns:
-    the trained model (state merged back) and the list of per-epoch records.
+    ``(model, history, state)``: the trained model (state merged back), the per-epoch records and the final
+    ``TrainState``.
   """
   graphdef, state = init_state(model, tx)
   step = make_train_step(graphdef, tx, loss_fn)
