@@ -87,6 +87,17 @@ def map_analog_leaves(fn: Callable, updates, states, params, keys):
           jax.tree.map(lambda p: p.state, pairs, is_leaf=is_pair))
 
 
+def init_leaves(key, params, make_leaf: Callable):
+  """``(run_key, leaves)``: ``make_leaf(weight, key)`` for every unmasked weight of ``params``.
+
+  The construction keys come from one half of ``key``, the returned run key (pulses, reads) from the other.
+  """
+  k_init, k_run = jax.random.split(key)
+  keys = leaf_keys(k_init, params)
+  leaves = jax.tree.map(lambda w, k: w if is_masked(w) else make_leaf(w, k), params, keys, is_leaf=is_masked)
+  return k_run, leaves
+
+
 def leaf_keys(key, tree):
   """One PRNG key per array leaf of ``tree`` (fold_in of the leaf's position)."""
   leaves, treedef = jax.tree.flatten(tree)

@@ -453,10 +453,7 @@ def chopped_transfer(config: ChoppedTransfer, learning_rate: base.ScalarOrSchedu
   key = base.as_key(key)
 
   def init_fn(params):
-    k_init, k_run = jax.random.split(key)
-    keys = base.leaf_keys(k_init, params)
-    leaves = jax.tree.map(lambda w, k: w if base.is_masked(w) else init_leaf(config, k, w), params, keys,
-                          is_leaf=base.is_masked)
+    k_run, leaves = base.init_leaves(key, params, lambda w, k: init_leaf(config, k, w))
     return ChoppedState(count=jnp.int32(0), key=k_run, leaves=leaves)
 
   def update_fn(updates, state, params=None, **extra):

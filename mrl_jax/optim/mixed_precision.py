@@ -78,12 +78,8 @@ def mixed_precision(config: MixedPrecision, learning_rate: base.ScalarOrSchedule
   eps = jnp.float32(config.granularity * config.device.dw_min)
 
   def init_fn(params):
-    k_init, k_run = jax.random.split(key)
-    keys = base.leaf_keys(k_init, params)
-    leaves = jax.tree.map(
-        lambda w, k: w if base.is_masked(w) else MixedPrecisionLeafState(
-            init_tile(k, config.device, w.shape, w), jnp.zeros(w.shape, jnp.float32)),
-        params, keys, is_leaf=base.is_masked)
+    k_run, leaves = base.init_leaves(key, params, lambda w, k: MixedPrecisionLeafState(
+        init_tile(k, config.device, w.shape, w), jnp.zeros(w.shape, jnp.float32)))
     return MixedPrecisionState(jnp.int32(0), k_run, leaves)
 
   def update_fn(updates, state, params=None, **extra):

@@ -36,10 +36,7 @@ def analog_sgd(device: PulsedDevice, learning_rate: base.ScalarOrSchedule, updat
   key = base.as_key(key)
 
   def init_fn(params):
-    k_init, k_run = jax.random.split(key)
-    keys = base.leaf_keys(k_init, params)
-    tiles = jax.tree.map(lambda w, k: w if base.is_masked(w) else init_tile(k, device, w.shape, w), params, keys,
-                         is_leaf=base.is_masked)
+    k_run, tiles = base.init_leaves(key, params, lambda w, k: init_tile(k, device, w.shape, w))
     return AnalogSGDState(jnp.int32(0), k_run, tiles)
 
   def update_fn(updates, state, params=None, **extra):
