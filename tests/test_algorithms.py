@@ -256,3 +256,15 @@ def test_analog_leaf_needs_analog_gradient():
     tx.update({"w": jnp.ones((3, 4))}, tx.init(params), params)
   with pytest.raises(ValueError, match=r"x \[rows, 4\] and d \[rows, 3\]"):
     tx.update({"w": AnalogGradient(jnp.ones((2, 5)), jnp.ones((2, 3)))}, tx.init(params), params)
+
+
+def test_mixed_precision_commits_whole_pulses():
+  """χ = −lr·dᵀx = −0.25 with ε = dw_min = 0.1: two down pulses (−0.2), χ keeps −0.05."""
+  dev = M.ConstantStepDevice(dw_min=0.1, w_max=1.0, w_min=-1.0, **CLEAN)
+  tx = O.mixed_precision(O.MixedPrecision(device=dev), learning_rate=0.25, key=0)
+  params = {"w": jnp.zeros((3, 4), jnp.float32)}
+  state = tx.init(params)
+  grad = {"w": AnalogGradient(jnp.ones((1, 4)), jnp.ones((1, 3)))}
+  upd, state = jax.jit(tx.update)(grad, state, params)
+  np.testing.assert_allclose(np.asarray(optax.apply_updates(params, upd)["w"]), -0.2, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(state.leaves["w"].chi), -0.05, atol=1e-6)
