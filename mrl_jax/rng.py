@@ -30,8 +30,6 @@ import numpy as np
 STREAM_X_PULSES = 1
 STREAM_D_PULSES = 2
 STREAM_PULSE_NOISE = 3
-STREAM_WRITE_NOISE = 4
-STREAM_READ_NOISE = 5
 
 MAX_ROWS = 1 << 24  # rows (samples or patches) of one update call; row index lives in 24 bits.
 NORMAL_TABLE_SIZE = 1 << 16
