@@ -47,6 +47,17 @@ def learning_rate_at(learning_rate: ScalarOrSchedule, count) -> jax.Array:
   return jnp.asarray(value, jnp.float32)
 
 
+def schedule_count(own_count, shared_count=None) -> jax.Array:
+  """The update count that drives periodic schedules (transfers, commits).
+
+  ``shared_count`` is the ``count`` extra argument of ``update``: the number of updates before this one,
+  which must equal the state's own counter. Pass it when vmapping over device seeds with ``in_axes=None``:
+  an unbatched count keeps every ``lax.cond`` of the schedule a real branch, whereas the state's (batched)
+  counter turns each into a select that runs both sides for every seed.
+  """
+  return own_count if shared_count is None else jnp.asarray(shared_count, jnp.int32)
+
+
 def check_analog_gradient(g: Any, weight_shape) -> AnalogGradient:
   """Trace-time check that ``g`` is an ``AnalogGradient`` matching a ``[out, in]`` weight."""
   if not is_analog_gradient(g):

@@ -160,7 +160,6 @@ class CompoundLeafState(NamedTuple):
   Attributes:
     tiles: list of K ``TileState`` (index 0 = fast tile).
     ptr: int32[K] next line to read from each source tile.
-    step: int32 mini-batches seen.
     target: int32 warm-start target tile; −1 once warm start is over (or disabled).
     pending: bool, a plateau switch requested for the next step.
     buffer: float32[K−1, out, in] TT-v2 buffers (``None`` without a buffer).
@@ -168,7 +167,6 @@ class CompoundLeafState(NamedTuple):
 
   tiles: list
   ptr: jax.Array
-  step: jax.Array
   target: jax.Array
   pending: jax.Array
   buffer: Optional[jax.Array]
@@ -204,7 +202,7 @@ def init_leaf(cfg: TransferCompound, key, weights) -> CompoundLeafState:
   top = weights / jnp.float32(cfg.gammas[-1]) if cfg.gammas[-1] not in (0.0, 1.0) else weights
   tiles = [init_tile(keys[k], cfg.device_of(k), weights.shape, top if k == K - 1 else None) for k in range(K)]
   buffer = jnp.zeros((K - 1,) + weights.shape, jnp.float32) if cfg.buffer is not None else None
-  return CompoundLeafState(tiles=tiles, ptr=jnp.zeros((K,), jnp.int32), step=jnp.int32(0),
+  return CompoundLeafState(tiles=tiles, ptr=jnp.zeros((K,), jnp.int32),
                            target=jnp.int32(K - 1 if cfg.warm_start != "none" else -1),
                            pending=jnp.bool_(False), buffer=buffer)
 
@@ -276,12 +274,42 @@ def _when(pred, fn, leaf):
   return jax.lax.cond(pred, fn, lambda l: l, leaf)
 
 
+def _masked(active, fn, leaf: CompoundLeafState) -> CompoundLeafState:
+  """``fn(leaf)`` where ``active``, else ``leaf``: a select of what a transfer changes.
+
+  The warm-start phase differs per seed under vmap, so a phase-dependent ``lax.cond`` would become a select
+  over all of its operands (every tile's device parameters included) in every step. Transfers are rare, so
+  computing one and selecting only the written tiles, pointers and buffers is far cheaper.
+  """
+  new = fn(leaf)
+  pick = lambda n, o: jnp.where(active, n, o)
+  tiles = [o._replace(weights=pick(n.weights, o.weights),
+                      persistent=None if o.persistent is None else pick(n.persistent, o.persistent))
+           for n, o in zip(new.tiles, leaf.tiles)]
+  return new._replace(tiles=tiles, ptr=pick(new.ptr, leaf.ptr),
+                      buffer=None if leaf.buffer is None else pick(new.buffer, leaf.buffer))
+
+
+def _warm_hop(cfg: TransferCompound, leaf: CompoundLeafState, src: int, rate, key, warm) -> CompoundLeafState:
+  """The warm-start transfer from ``src`` into the current target tile (when ``warm``).
+
+  Targets ``lo … K−1``: ``lo`` = 1 for ``direct``, 2 for ``via_tile1`` and 0 for ``cuda_exact`` (the
+  reference CUDA code hops from tile 1 into any target, 1 → 1 being its unguarded self transfer).
+  """
+  lo = {"direct": 1, "via_tile1": 2, "cuda_exact": 0}[cfg.warm_start]
+  for dst in range(lo, cfg.n_tiles):
+    hop = (lambda l: _self_transfer_quirk(cfg, l, src, rate, key)) if dst == src else \
+          (lambda l, dst=dst: _transfer(cfg, l, src, dst, rate, key))
+    leaf = _masked(warm & (leaf.target == dst), hop, leaf)
+  return leaf
+
+
 def _rates(cfg: TransferCompound, sgd_lr):
   scale = sgd_lr if cfg.scale_transfer_lr else jnp.float32(1)
   return [jnp.float32(eta) * scale for eta in cfg.transfer_lr]
 
 
-def step_leaf(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogGradient, sgd_lr, switch, key):
+def step_leaf(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogGradient, sgd_lr, switch, key, step):
   """One mini-batch of a transfer compound for one analog weight.
 
   Args:
@@ -290,19 +318,19 @@ def step_leaf(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogG
     sgd_lr: float32 current SGD learning rate.
     switch: bool, the plateau controller requests a warm-start switch (applied in this step).
     key: PRNG key of this step and weight.
+    step: int32 number of this mini-batch (1 for the first); drives the transfer schedule.
 
   Returns:
     the new leaf state.
   """
   K = cfg.n_tiles
   keys = iter(jax.random.split(key, 2 * K + 4))
-  step = leaf.step + 1
   fast_lr = jnp.float32(cfg.fast_lr) * (sgd_lr if cfg.scale_fast_lr else jnp.float32(1))
   pc_lr = jnp.where(jnp.float32(cfg.fast_lr) > 0, fast_lr, sgd_lr)
   tiles = list(leaf.tiles)
   tiles[0] = tile_update(tiles[0], cfg.device_of(0), cfg.update, grad.x, grad.d, pc_lr, next(keys),
                          engine=cfg.engine, dw=cfg.gradient_granularity)
-  leaf = leaf._replace(tiles=tiles, step=step)
+  leaf = leaf._replace(tiles=tiles)
   eta = _rates(cfg, sgd_lr)
   period = [int(t) for t in cfg.transfer_every]
   due = lambda k: (step % period[k]) == 0
@@ -318,31 +346,15 @@ def step_leaf(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogG
       leaf = _when(due(k), lambda l, k=k: _transfer(cfg, l, k, k + 1, eta[k], next(keys)), leaf)
     return post_update(cfg, leaf, next(keys))
 
-  def warm(l):
-    # Warm-start hop into the current target; the target is dynamic, so switch over the K cases.
-    src, rate = (0, eta[0]) if cfg.warm_start == "direct" else (1, eta[1])
-    k_hop = next(keys)
-
-    def hop_to(dst):
-      if cfg.warm_start == "direct" and dst < 1:
-        return lambda x: x
-      if cfg.warm_start == "via_tile1" and dst < 2:
-        return lambda x: x
-      if cfg.warm_start == "cuda_exact" and dst == 1:
-        return lambda x: _self_transfer_quirk(cfg, x, 1, rate, k_hop)
-      return lambda x: _transfer(cfg, x, src, dst, rate, k_hop)
-
-    branches = [hop_to(dst) for dst in range(K)]
-    return _when(due(1), lambda x: jax.lax.switch(jnp.clip(x.target, 0, K - 1), branches, x), l)
-
-  def cascade(l):
-    first = 1 if cfg.cuda_like else 0
-    keys_c = jax.random.split(next(keys), K)
-    for k in range(first, K - 1):
-      l = _when(due(k), lambda x, k=k: _transfer(cfg, x, k, k + 1, eta[k], keys_c[k]), l)
-    return l
-
-  leaf = jax.lax.cond(leaf.target >= 0, warm, cascade, leaf)
+  # Both phases are written as masked transfers so that a phase differing per vmapped seed stays cheap.
+  warm = leaf.target >= 0
+  src, rate = (0, eta[0]) if cfg.warm_start == "direct" else (1, eta[1])
+  k_hop = next(keys)
+  leaf = _when(due(1), lambda l: _warm_hop(cfg, l, src, rate, k_hop, warm), leaf)
+  keys_c = jax.random.split(next(keys), K)
+  for k in range(1 if cfg.cuda_like else 0, K - 1):
+    leaf = _when(due(k), lambda l, k=k: _masked(~warm, lambda x: _transfer(cfg, x, k, k + 1, eta[k], keys_c[k]), l),
+                 leaf)
   return post_update(cfg, leaf, next(keys))
 
 
@@ -362,9 +374,10 @@ def transfer_compound(config: TransferCompound, learning_rate: base.ScalarOrSche
     key: PRNG key or int seed of the device parameters (construction) and of all pulses.
 
   Returns:
-    ``optax.GradientTransformationExtraArgs``. ``update(grads, state, params, epoch_loss=nan)``: pass the
-    previous epoch's mean training loss on the first step of each epoch (NaN otherwise) to drive the
-    warm-start plateau controller.
+    ``optax.GradientTransformationExtraArgs``. ``update(grads, state, params, epoch_loss=nan, count=None)``:
+    pass the previous epoch's mean training loss on the first step of each epoch (NaN otherwise) to drive
+    the warm-start plateau controller. ``count`` (see ``base.schedule_count``) is the number of updates
+    before this one, shared by all instances when vmapping over device seeds.
   """
   key = base.as_key(key)
 
@@ -372,10 +385,11 @@ def transfer_compound(config: TransferCompound, learning_rate: base.ScalarOrSche
     k_run, leaves = base.init_leaves(key, params, lambda w, k: init_leaf(config, k, w))
     return CompoundState(count=jnp.int32(0), key=k_run, leaves=leaves, plateau=plateau_init(config.plateau))
 
-  def update_fn(updates, state, params=None, *, epoch_loss=jnp.nan, **extra):
+  def update_fn(updates, state, params=None, *, epoch_loss=jnp.nan, count=None, **extra):
     del extra
     if params is None:
       raise ValueError("transfer_compound.update needs params (the visible weights)")
+    step = base.schedule_count(state.count, count) + 1
     switch, plateau = plateau_update(config.plateau, state.plateau, epoch_loss)
     sgd_lr = base.learning_rate_at(learning_rate, state.count)
     step_key = jax.random.fold_in(state.key, state.count)
@@ -383,7 +397,7 @@ def transfer_compound(config: TransferCompound, learning_rate: base.ScalarOrSche
 
     def one(g, leaf, w, k):
       base.check_analog_gradient(g, w.shape)
-      new_leaf = step_leaf(config, leaf, g, sgd_lr, switch, k)
+      new_leaf = step_leaf(config, leaf, g, sgd_lr, switch, k, step)
       return visible_weights(config, new_leaf) - w, new_leaf
 
     new_updates, new_leaves = base.map_analog_leaves(one, updates, state.leaves, params, keys)

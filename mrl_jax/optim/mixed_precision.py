@@ -82,11 +82,11 @@ def mixed_precision(config: MixedPrecision, learning_rate: base.ScalarOrSchedule
         init_tile(k, config.device, w.shape, w), jnp.zeros(w.shape, jnp.float32)))
     return MixedPrecisionState(jnp.int32(0), k_run, leaves)
 
-  def update_fn(updates, state, params=None, **extra):
+  def update_fn(updates, state, params=None, *, count=None, **extra):
     del extra
     lr = base.learning_rate_at(learning_rate, state.count)
     keys = base.leaf_keys(jax.random.fold_in(state.key, state.count), params)
-    commit = (state.count + 1) % config.transfer_every == 0
+    commit = (base.schedule_count(state.count, count) + 1) % config.transfer_every == 0
 
     def one(g, leaf: MixedPrecisionLeafState, w, k):
       base.check_analog_gradient(g, w.shape)

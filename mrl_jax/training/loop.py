@@ -50,17 +50,20 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation):
 
 
 def train_step_fn(graphdef, tx: optax.GradientTransformation, loss_fn: Callable = nll_loss):
-  """The pure training step ``step(state, x, y, epoch_loss) -> (state, loss, aux)`` (not jitted).
+  """The pure training step ``step(state, x, y, epoch_loss, count=None) -> (state, loss, aux)`` (not jitted).
 
   ``epoch_loss``: float32, the previous epoch's mean training loss on the first step of an epoch,
   NaN otherwise (drives the MRL warm-start plateau controller; ignored by other algorithms).
+  ``count``: optional int32, the number of steps before this one; give it unbatched when vmapping the
+  step over device seeds so that transfer schedules stay branches (``optim.base.schedule_count``).
   """
 
-  def step(state: TrainState, x, y, epoch_loss):
+  def step(state: TrainState, x, y, epoch_loss, count=None):
     model = nnx.merge(graphdef, state.model)
     (loss, aux), grads = value_and_analog_grad(loss_fn, has_aux=True)(model, x, y)
     params = nnx.state(model, nnx.Param)
-    updates, opt = tx.update(grads, state.opt, params, epoch_loss=epoch_loss)
+    extra = {} if count is None else {"count": count}
+    updates, opt = tx.update(grads, state.opt, params, epoch_loss=epoch_loss, **extra)
     nnx.update(model, optax.apply_updates(params, updates))
     return TrainState(nnx.state(model), opt), loss, aux
 

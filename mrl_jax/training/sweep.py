@@ -69,9 +69,10 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
   mesh = seed_mesh(seeds) if shard else None
   state = _shard(jax.jit(jax.vmap(init))(keys), mesh)
 
-  def batched_step(state, x, y, epoch_loss):
-    # Each seed's optimizer carries its own construction key in its state; the update is key-free.
-    return jax.vmap(step, in_axes=(0, None, None, 0))(state, x, y, epoch_loss)
+  def batched_step(state, x, y, epoch_loss, count):
+    # The data and the step count are shared by all seeds (unbatched), so the transfer schedule's
+    # conditions stay branches; each seed's keys live in its own state.
+    return jax.vmap(step, in_axes=(0, None, None, 0, None))(state, x, y, epoch_loss, count)
 
   train_step = jax.jit(batched_step, donate_argnums=0)
 
@@ -88,7 +89,8 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
     loss_sum = jnp.zeros(seeds)
     for b in range(n_batches):
       signal = jnp.asarray(last if b == 0 else np.full(seeds, np.nan, np.float32))
-      state, loss, _ = train_step(state, to_input(images[order[b]]), jnp.asarray(labels[order[b]]), signal)
+      state, loss, _ = train_step(state, to_input(images[order[b]]), jnp.asarray(labels[order[b]]), signal,
+                                  jnp.int32(epoch * n_batches + b))
       loss_sum = loss_sum + loss
     train_loss = np.asarray(loss_sum) / n_batches
     last = train_loss.astype(np.float32)
