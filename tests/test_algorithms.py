@@ -235,6 +235,44 @@ def test_no_recompilation_and_vmap_over_seeds():
   assert top.shape == (4, 3, 4) and not np.array_equal(top[0], top[1])
 
 
+@pytest.mark.parametrize("mode", ["via_tile1", "cuda_exact"])
+def test_vmapped_seeds_with_shared_count_equal_single_runs(mode):
+  """Seeds vmapped with an unbatched ``count`` (sweeps) == each seed run alone, bit for bit, while the
+  seeds sit in different warm-start phases (one is switched down to the cascade, the others are not)."""
+  cfg = O.resl_mnist(4, n_tiles=4).replace(transfer_every=(2.0, 3.0, 6.0, 0.0), transfer_lr=(0.4, 0.3, 0.2, 0.1),
+                                           warm_start=mode)
+  params = {"w": jnp.zeros((3, 5), jnp.float32)}
+  xs = jax.random.uniform(jax.random.key(5), (13, 2, 5), minval=-1, maxval=1)
+  ds = jax.random.uniform(jax.random.key(6), (13, 2, 3), minval=-0.5, maxval=0.5)
+  tx = lambda key: O.transfer_compound(cfg, 0.1, key=key)
+  keys = jax.random.split(jax.random.key(7), 3)
+  switches = [(0, 1, 2, 3), (), (5,)]  # steps at which each seed is asked to move its target down
+
+  def run_alone(i):
+    state = tx(keys[i]).init(params)
+    update = jax.jit(tx(keys[i]).update)
+    for c in range(13):
+      if c in switches[i]:
+        state = O.request_switch(state)
+      state = update({"w": AnalogGradient(xs[c], ds[c])}, state, params)[1]
+    return state
+
+  states = jax.vmap(lambda k: tx(k).init(params))(keys)
+  batched = jax.jit(jax.vmap(lambda g, s, c: tx(keys[0]).update(g, s, params, count=c)[1], in_axes=(None, 0, None)))
+  for c in range(13):
+    if any(c in sw for sw in switches):
+      asked = jax.vmap(O.request_switch)(states)
+      mask = jnp.asarray([c in sw for sw in switches])
+      states = jax.tree.map(lambda a, b: jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), asked, states)
+    states = batched({"w": AnalogGradient(xs[c], ds[c])}, states, jnp.int32(c))
+  targets = np.asarray(states.leaves["w"].target)
+  assert len(set(targets.tolist())) == 3, targets  # three different phases at the end
+  bits = lambda a: np.asarray(jax.random.key_data(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key) else a)
+  for i in range(3):
+    alone = run_alone(i)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(bits(a)[i], bits(b)), states, alone)
+
+
 def test_partition_with_digital_parameters():
   params = {"analog": jnp.zeros((3, 4)), "bias": jnp.ones((3,))}
   labels = {"analog": "analog", "bias": "digital"}
