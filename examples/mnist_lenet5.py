@@ -66,7 +66,9 @@ def make_optimizer(args, params, steps_per_epoch: int, key=None):
   io = PERFECT_IO if args.io_perfect else IOParameters()
   n, key = args.n_states, jax.random.key(args.seed) if key is None else key
   if args.setting == "ResL":
-    cfg = optim.resl_mnist(n, n_tiles=args.tiles, gamma=args.gamma, warm_start=args.warm_start, transfer_io=io)
+    # A warm start needs a tile between the gradient tile and the target, so K = 2 runs without one.
+    warm_start = args.warm_start if args.tiles >= 3 else "none"
+    cfg = optim.resl_mnist(n, n_tiles=args.tiles, gamma=args.gamma, warm_start=warm_start, transfer_io=io)
     analog = optim.transfer_compound(cfg.replace(engine=args.engine), lr, key=key)
   elif args.setting == "TTv1":
     analog = optim.transfer_compound(optim.ttv1(n, transfer_io=io).replace(engine=args.engine), lr, key=key)

@@ -57,6 +57,8 @@ def build_parser():
   p.add_argument("--train-subset", type=int, default=0)
   p.add_argument("--data-seed", type=int, default=0)
   p.add_argument("--out", default="runs/sweep")
+  p.add_argument("--resume", action="store_true",
+                 help="reuse grid points whose JSONL in --out already holds all epochs (same settings)")
   return p
 
 
@@ -95,8 +97,13 @@ def main(argv=None):
     params_template = nnx.state(make_model(jax.random.key(0)), nnx.Param)
     make_tx = lambda key, ns=ns: lenet.make_optimizer(ns, params_template, steps, key=key)
     log_path = out / f"{point_name(point)}.jsonl"
-    log_path.write_text(json.dumps({"event": "start", **point, **{k: v for k, v in vars(args).items()
-                                                                    if k not in ("settings",)}}) + "\n")
+    header = {"event": "start", **{k: v for k, v in vars(args).items() if k not in ("settings", "resume")}, **point}
+    records = finished_records(log_path, header) if args.resume else None
+    if records is not None:
+      print(f"{point_name(point)}: reusing {log_path}", file=sys.stderr)
+      rows.append(summary_row(point, records))
+      continue
+    log_path.write_text(json.dumps(header) + "\n")
 
     def log(record, log_path=log_path, point=point):
       with open(log_path, "a") as f:
@@ -106,11 +113,26 @@ def main(argv=None):
 
     records = train_seeds(make_model, make_tx, train, test, seeds=args.seeds, epochs=args.epochs,
                           batch_size=args.batch_size, data_seed=args.data_seed, to_input=data.to_float, log=log)
-    rows.append({**point, **summarize(records), "curve": [np.mean(r["test_acc"]) for r in records],
-                 "curve_std": [np.std(r["test_acc"]) for r in records]})
+    rows.append(summary_row(point, records))
   write_summary(out, rows)
   plot_summary(out, rows)
   return rows
+
+
+def summary_row(point: dict, records: list[dict]) -> dict:
+  return {**point, **summarize(records), "curve": [np.mean(r["test_acc"]) for r in records],
+          "curve_std": [np.std(r["test_acc"]) for r in records]}
+
+
+def finished_records(log_path: Path, header: dict) -> list[dict] | None:
+  """The epoch records of a complete earlier run of the same grid point and settings, else None."""
+  if not log_path.exists():
+    return None
+  lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+  if not lines or lines[0] != json.loads(json.dumps(header)):
+    return None
+  records = [{k: v for k, v in r.items() if k != "event"} for r in lines[1:] if r.get("event") == "epoch"]
+  return records if len(records) == header["epochs"] else None
 
 
 def write_summary(out: Path, rows: list[dict]):
