@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from mrl_jax.devices import DeviceParams, PulsedDevice
 from mrl_jax.io import IOParameters, analog_mvm
 from mrl_jax.pulses import UpdateParameters
-from mrl_jax.update import Engine, pulsed_update
+from mrl_jax.update import Engine, operands_finite, pulsed_update
 
 
 class TileState(NamedTuple):
@@ -26,11 +26,14 @@ class TileState(NamedTuple):
     params: hidden per-crosspoint device parameters (``PulsedDevice.init``).
     persistent: ``float32[out, in]`` persistent weights the pulses act on; ``None`` unless the
       device has ``write_noise_std > 0``, in which case ``weights = persistent + noise``.
+    skipped: int32 number of updates skipped by the non-finite policy (``lr``, ``x`` or ``d`` held a
+      NaN or inf, so the tile was left unchanged).
   """
 
   weights: jax.Array
   params: DeviceParams
   persistent: Optional[jax.Array] = None
+  skipped: Optional[jax.Array] = None
 
 
 def _write_noise(device: PulsedDevice, persistent, key):
@@ -73,7 +76,8 @@ def init_tile(key, device: PulsedDevice, shape: tuple[int, int], weights=None) -
   k_dev, k_wn = jax.random.split(key)
   params = device.init(k_dev, shape)
   zeros = jnp.zeros(tuple(shape), jnp.float32)
-  state = TileState(weights=zeros, params=params, persistent=zeros if device.write_noise_std > 0 else None)
+  state = TileState(weights=zeros, params=params, persistent=zeros if device.write_noise_std > 0 else None,
+                    skipped=jnp.int32(0))
   return set_weights(state, device, zeros if weights is None else weights, k_wn)
 
 
@@ -85,12 +89,25 @@ def tile_update(state: TileState, device: PulsedDevice, update: UpdateParameters
   (AIHWKit's GPU convention: once per touched element and update).
   """
   k_up, k_wn = jax.random.split(key)
+  state = count_skipped(state, operands_finite(lr, x, d))
   if device.write_noise_std > 0:
     new = pulsed_update(state.persistent, state.params, x, d, lr, k_up, device, update, dw, engine)
     noisy = _write_noise(device, new, k_wn)
     return state._replace(weights=jnp.where(new != state.persistent, noisy, state.weights), persistent=new)
   new = pulsed_update(state.weights, state.params, x, d, lr, k_up, device, update, dw, engine)
   return state._replace(weights=new)
+
+
+def count_skipped(state: TileState, finite) -> TileState:
+  """Adds one to the tile's skip counter unless ``finite`` (the non-finite policy skipped an update)."""
+  return state._replace(skipped=state.skipped + jnp.where(finite, 0, 1).astype(jnp.int32))
+
+
+def skipped_updates(tree) -> dict:
+  """``{path: int32 count}`` of the updates the non-finite policy skipped, for every ``TileState`` in
+  ``tree`` (an optimizer or training state; batched counts under vmap)."""
+  found = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda n: isinstance(n, TileState))[0]
+  return {jax.tree_util.keystr(path): node.skipped for path, node in found if isinstance(node, TileState)}
 
 
 def post_update_step(state: TileState, device: PulsedDevice, key) -> TileState:

@@ -91,11 +91,14 @@ def pulsed_update_reference(weights, params: DeviceParams, x, d, lr, key, device
   return weights
 
 
+def operands_finite(lr, x, d):
+  """bool: ``lr``, ``x`` and ``d`` hold no NaN or inf."""
+  return jnp.isfinite(jnp.asarray(lr, jnp.float32)) & jnp.all(jnp.isfinite(x)) & jnp.all(jnp.isfinite(d))
+
+
 def skip_non_finite(lr, x, d):
   """The non-finite policy: an update whose lr, x or d holds NaN/inf is skipped (lr becomes 0)."""
-  lr = jnp.asarray(lr, jnp.float32)
-  finite = jnp.isfinite(lr) & jnp.all(jnp.isfinite(x)) & jnp.all(jnp.isfinite(d))
-  return jnp.where(finite, lr, jnp.float32(0))
+  return jnp.where(operands_finite(lr, x, d), jnp.asarray(lr, jnp.float32), jnp.float32(0))
 
 
 def _float_update(weights, params, x, d, lr, update):

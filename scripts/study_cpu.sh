@@ -11,3 +11,6 @@ $PY examples/sweep.py --settings ResL TTv1 TTv2 MP SGD FP --n-states 4 "${COMMON
 $PY examples/sweep.py --settings ResL TTv1 TTv2 MP SGD --n-states 10 "${COMMON[@]}" --out "$OUT/study_s10"
 $PY examples/sweep.py --settings ResL --n-states 4 --tiles 2 3 4 5 6 8 "${COMMON[@]}" --out "$OUT/ablation_tiles"
 $PY examples/sweep.py --settings ResL --n-states 4 --gamma 0.3 0.4 0.6 0.7 "${COMMON[@]}" --out "$OUT/ablation_gamma"
+# Investigation of ResL's decay over epochs: the same grid point without warm start and with direct hops.
+$PY examples/sweep.py --settings ResL --n-states 4 --warm-start none "${COMMON[@]}" --out "$OUT/ablation_warm_none"
+$PY examples/sweep.py --settings ResL --n-states 4 --warm-start direct "${COMMON[@]}" --out "$OUT/ablation_warm_direct"

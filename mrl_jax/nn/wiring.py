@@ -19,9 +19,23 @@ def analog_labels(params: nnx.State):
 
 
 def analog_partition(analog: optax.GradientTransformation, digital: optax.GradientTransformation,
-                     params: nnx.State) -> optax.GradientTransformationExtraArgs:
-  """``optax.partition`` of a model's ``nnx.Param`` state: analog weights vs everything else."""
+                     params: nnx.State, skip_non_finite: bool = True) -> optax.GradientTransformationExtraArgs:
+  """``optax.partition`` of a model's ``nnx.Param`` state: analog weights vs everything else.
+
+  Args:
+    analog: the analog algorithm (it skips non-finite updates per tile and counts them itself).
+    digital: the transformation of the digital parameters (biases, scales, batch-norm parameters).
+    params: the model's ``nnx.Param`` state (labels are derived from it).
+    skip_non_finite: give the digital parameters the same policy as the tiles: a step whose digital
+      gradients hold a NaN or inf leaves them unchanged (``optax.apply_if_finite``, which counts it).
+  """
+  if skip_non_finite:
+    digital = optax.apply_if_finite(digital, max_consecutive_errors=_NEVER_GIVE_UP)
   return optax.partition({"analog": analog, "digital": digital}, analog_labels(params))
+
+
+# optax.apply_if_finite applies updates again after this many consecutive bad steps; never do that.
+_NEVER_GIVE_UP = 2**31 - 2
 
 
 def convert_to_analog(model: nnx.Module, *, which: Callable[[tuple, nnx.Module], bool] | None = None,

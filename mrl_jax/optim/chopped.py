@@ -39,7 +39,8 @@ from mrl_jax.fmath import fence_from
 from mrl_jax.io import IOParameters, analog_mvm
 from mrl_jax.optim import base
 from mrl_jax.pulses import UpdateParameters
-from mrl_jax.tile import init_tile, post_update_step, tile_update
+from mrl_jax.tile import count_skipped, init_tile, post_update_step, tile_update
+from mrl_jax.update import operands_finite
 from mrl_jax.transfer import one_hot_lines, transfer_read_io
 
 _f32 = np.float32
@@ -465,7 +466,10 @@ def chopped_transfer(config: ChoppedTransfer, learning_rate: base.ScalarOrSchedu
 
     def one(g, leaf, w, k):
       base.check_analog_gradient(g, w.shape)
-      new_leaf = step_leaf(config, leaf, g, sgd_lr, k)
+      # Rows are updated one by one here, so a bad batch is skipped as a whole rather than row by row.
+      skip = lambda l: l._replace(tiles=[count_skipped(l.tiles[0], False), l.tiles[1]])
+      new_leaf = jax.lax.cond(operands_finite(sgd_lr, g.x, g.d), lambda l: step_leaf(config, l, g, sgd_lr, k), skip,
+                              leaf)
       return visible_weights(new_leaf) - w, new_leaf
 
     new_updates, new_leaves = base.map_analog_leaves(one, updates, state.leaves, params, keys)

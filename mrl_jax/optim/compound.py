@@ -283,7 +283,7 @@ def _masked(active, fn, leaf: CompoundLeafState) -> CompoundLeafState:
   """
   new = fn(leaf)
   pick = lambda n, o: jnp.where(active, n, o)
-  tiles = [o._replace(weights=pick(n.weights, o.weights),
+  tiles = [o._replace(weights=pick(n.weights, o.weights), skipped=pick(n.skipped, o.skipped),
                       persistent=None if o.persistent is None else pick(n.persistent, o.persistent))
            for n, o in zip(new.tiles, leaf.tiles)]
   return new._replace(tiles=tiles, ptr=pick(new.ptr, leaf.ptr),

@@ -19,7 +19,7 @@ from mrl_jax import _checks as C
 from mrl_jax import rng
 from mrl_jax.devices import PulsedDevice
 from mrl_jax.optim import base
-from mrl_jax.tile import TileState, init_tile, post_update_step
+from mrl_jax.tile import TileState, count_skipped, init_tile, post_update_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +101,7 @@ def mixed_precision(config: MixedPrecision, learning_rate: base.ScalarOrSchedule
         tile = apply_pulse_counts(config.device, tile, n.astype(jnp.int32), chi > 0, k_pulse)
         return tile, chi - jnp.sign(chi) * n * eps
 
-      tile, chi = jax.lax.cond(commit, do_commit, lambda a: a, (leaf.tile, chi))
+      tile, chi = jax.lax.cond(commit, do_commit, lambda a: a, (count_skipped(leaf.tile, finite), chi))
       tile = post_update_step(tile, config.device, k_post)
       return tile.weights - w, MixedPrecisionLeafState(tile, chi)
 

@@ -26,6 +26,7 @@ from flax import nnx
 
 from mrl_jax.data.batching import epoch_order
 from mrl_jax.nn.tape import value_and_analog_grad
+from mrl_jax.tile import skipped_updates
 from mrl_jax.training import checkpoint as ckpt
 
 
@@ -60,11 +61,17 @@ def train_step_fn(graphdef, tx: optax.GradientTransformation, loss_fn: Callable 
 
   def step(state: TrainState, x, y, epoch_loss, count=None):
     model = nnx.merge(graphdef, state.model)
+    written = jax.tree.map(lambda a: a, nnx.state(model, nnx.Not(nnx.Param)))  # a snapshot, not the Variables
     (loss, aux), grads = value_and_analog_grad(loss_fn, has_aux=True)(model, x, y)
     params = nnx.state(model, nnx.Param)
     extra = {} if count is None else {"count": count}
     updates, opt = tx.update(grads, state.opt, params, epoch_loss=epoch_loss, **extra)
     nnx.update(model, optax.apply_updates(params, updates))
+    # Parameters are guarded by the optimizers' non-finite policy; a non-finite loss may also have passed
+    # NaNs into state the forward pass writes (batch-norm statistics), so that keeps its old value.
+    finite = jnp.isfinite(loss)
+    nnx.update(model, jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                   nnx.state(model, nnx.Not(nnx.Param)), written))
     return TrainState(nnx.state(model), opt), loss, aux
 
   return step
@@ -98,6 +105,10 @@ class FitConfig:
     checkpoint_every_steps: extra mid-epoch checkpoints (0 = only at epoch ends).
     seed: data-order seed.
     progress: show a tqdm bar.
+    non_finite: what a step with a non-finite loss or skipped tile updates does: ``"skip"`` (the
+      updates are skipped and counted; epoch records carry ``skipped_updates`` and ``non_finite_steps``)
+      or ``"raise"`` (additionally write a checkpoint of the unchanged state and raise
+      ``FloatingPointError`` naming the step and the tiles).
   """
 
   epochs: int
@@ -108,6 +119,19 @@ class FitConfig:
   checkpoint_every_steps: int = 0
   seed: int = 0
   progress: bool = True
+  non_finite: str = "skip"
+
+  def __post_init__(self):
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"FitConfig.{name} = {value!r} is invalid: allowed range is integers >= 1")
+    if self.non_finite not in NON_FINITE_POLICIES:
+      raise ValueError(f"FitConfig.non_finite = {self.non_finite!r} is invalid: allowed is one of "
+                       f"{', '.join(map(repr, NON_FINITE_POLICIES))}")
+
+
+NON_FINITE_POLICIES = ("skip", "raise")
 
 
 def evaluate_dataset(evaluate, model_state, images, labels, batch_size: int):
@@ -145,7 +169,7 @@ def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test:
   evaluate = make_eval_step(graphdef, loss_fn)
   out = Path(cfg.out_dir) if cfg.out_dir else None
   meta = {"epoch": 0, "position": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "last_epoch_loss": None,
-          "history": []}
+          "non_finite_steps": 0, "history": []}
   if out is not None and cfg.resume and (latest := ckpt.latest_checkpoint(out)) is not None:
     state, saved = ckpt.load_checkpoint(latest, state)
     meta.update({k: saved[k] for k in meta if k in saved})
@@ -172,15 +196,25 @@ def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test:
       idx = order[b]
       signal = meta["last_epoch_loss"] if (b == 0 and meta["last_epoch_loss"] is not None) else math.nan
       state, loss, correct = step(state, to_input(images[idx]), jnp.asarray(labels[idx]), jnp.float32(signal))
-      meta["loss_sum"] += float(loss)
-      meta["correct"] += int(correct)
-      meta["seen"] += 1
       meta["position"] = b + 1
+      if not math.isfinite(float(loss)):
+        # The step's updates were skipped (tiles and digital parameters), so the state is still good.
+        meta["non_finite_steps"] += 1
+        if cfg.non_finite == "raise":
+          save(meta)
+          raise FloatingPointError(
+              f"non-finite training loss {float(loss)} at epoch {epoch + 1}, batch {b + 1}; the step's updates "
+              f"were skipped and the unchanged state was checkpointed. Skipped tile updates so far: "
+              f"{_skip_summary(state.opt)}")
+      else:
+        meta["loss_sum"] += float(loss)
+        meta["correct"] += int(correct)
+        meta["seen"] += 1
       if bar is not None:
         bar.update(1)
         if b % 50 == 0:
-          bar.set_postfix(loss=f"{meta['loss_sum'] / meta['seen']:.4f}",
-                          acc=f"{meta['correct'] / (meta['seen'] * cfg.batch_size):.3f}")
+          bar.set_postfix(loss=f"{meta['loss_sum'] / max(meta['seen'], 1):.4f}",
+                          acc=f"{meta['correct'] / max(meta['seen'] * cfg.batch_size, 1):.3f}")
       if cfg.checkpoint_every_steps and (b + 1) % cfg.checkpoint_every_steps == 0 and b + 1 < n_batches:
         save(meta)
     if bar is not None:
@@ -190,9 +224,11 @@ def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test:
     test_loss, test_acc = evaluate_dataset(evaluate, state.model, to_input(test[0]), test[1], cfg.eval_batch_size)
     record = {"event": "epoch", "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
               "test_loss": test_loss, "test_acc": test_acc, "seconds": time.time() - t0}
-    record.update(_warm_start_info(state.opt))
+    record.update(_warm_start_info(state.opt), non_finite_steps=meta["non_finite_steps"],
+                  skipped_updates=sum(int(v) for v in skipped_updates(state.opt).values()))
     meta["history"].append(record)
-    meta.update(epoch=epoch + 1, position=0, loss_sum=0.0, correct=0, seen=0, last_epoch_loss=train_loss)
+    meta.update(epoch=epoch + 1, position=0, loss_sum=0.0, correct=0, seen=0, last_epoch_loss=train_loss,
+                non_finite_steps=0)
     print(f"epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.4f} | test loss {test_loss:.4f} "
           f"acc {test_acc:.4f} ({record['seconds']:.1f}s)", file=sys.stderr)
     if out is not None:
@@ -203,6 +239,11 @@ def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test:
       on_epoch(record, state)
   nnx.update(model, state.model)
   return model, meta["history"], state
+
+
+def _skip_summary(opt_state) -> str:
+  counts = {path: int(v) for path, v in skipped_updates(opt_state).items() if int(v)}
+  return ", ".join(f"{path}: {n}" for path, n in counts.items()) or "none"
 
 
 def _warm_start_info(opt_state) -> dict:
