@@ -2,8 +2,9 @@
 
 Each seed draws its own initial weights and its own device-to-device variation (the optimizer's
 construction key); all seeds see the same data order. The seed axis is sharded over the local devices
-(``jax.sharding.NamedSharding`` on a 1-D mesh), so the same code runs on one CPU, several GPUs, or under
-``jax.distributed`` unchanged; with one device it is a plain ``vmap``.
+(``jax.sharding.NamedSharding`` on a 1-D mesh, the step under ``jax.shard_map`` so that each device runs
+the pulsed-update kernels of its own seeds only), so the same code runs on one CPU, several GPUs, or under
+``jax.distributed`` unchanged; with one device it is a plain ``vmap``. The batch is not sharded.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
     # conditions stay branches; each seed's keys live in its own state.
     return jax.vmap(step, in_axes=(0, None, None, 0, None))(state, x, y, epoch_loss, count)
 
+  if mesh is not None:
+    # Each device vmaps over its own seeds. Under plain jit the partitioner would all-gather the operands
+    # of the pulsed-update custom call, and every device would update every seed's tiles.
+    seeds_axis, shared = PartitionSpec("seeds"), PartitionSpec()
+    batched_step = jax.shard_map(batched_step, mesh=mesh, in_specs=(seeds_axis, shared, shared, seeds_axis, shared),
+                                 out_specs=seeds_axis, check_vma=False)
   train_step = jax.jit(batched_step, donate_argnums=0)
 
   @jax.jit
