@@ -1,9 +1,11 @@
 """CUDA checks on a GPU machine: CUDA op == CPU op == jnp reference (bit for bit), and timings.
 
     python scripts/gpu_check.py OUTDIR
+    compute-sanitizer --tool memcheck python scripts/gpu_check.py OUTDIR --sanitize
 
 Writes OUTDIR/gpu_check.json (per-case results and timings) and prints a summary; exits non-zero when a
-CUDA result differs from the CPU result.
+CUDA result differs from the CPU result. ``--sanitize`` only launches the CUDA kernels of a few cases (every
+update setting for three devices, and a vmapped call), for the slow runs under compute-sanitizer.
 """
 
 from __future__ import annotations
@@ -40,6 +42,24 @@ def _time(fn, args, repeats=10):
     out = fn(*args)
   jax.block_until_ready(out)
   return (time.perf_counter() - t0) / repeats * 1e3
+
+
+def sanitize_cases() -> int:
+  """Launches the CUDA kernel for the cases a sanitizer should see; returns 0 (errors are the tool's)."""
+  w0, x, d = _inputs()
+  n = 0
+  for dname in ("softbounds", "piecewise", "pcm"):
+    device = DEVICES[dname]
+    params = device.init(jax.random.key(1), w0.shape)
+    for update in UPDATES.values():
+      _run(device, update, "gpu", "native", w0, x, d, params)
+      n += 1
+  dev_sb = DEVICES["softbounds"]
+  keys = jax.device_put(jax.random.split(jax.random.key(9), 4), jax.devices("gpu")[0])
+  jax.block_until_ready(jax.jit(jax.vmap(lambda k: pulsed_update(
+      w0, dev_sb.init(k, w0.shape), x, d, 0.2, k, dev_sb, M.UpdateParameters(), engine="native")))(keys))
+  print(f"sanitize: {n + 1} kernel calls completed")
+  return 0
 
 
 def main(outdir: str) -> int:
@@ -101,4 +121,6 @@ def main(outdir: str) -> int:
 
 
 if __name__ == "__main__":
+  if "--sanitize" in sys.argv:
+    sys.exit(sanitize_cases())
   sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "gpu_out"))
