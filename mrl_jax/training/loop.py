@@ -50,19 +50,47 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation):
   return graphdef, TrainState(model=state, opt=tx.init(nnx.state(model, nnx.Param)))
 
 
-def train_step_fn(graphdef, tx: optax.GradientTransformation, loss_fn: Callable = nll_loss):
+def combine_batch_shards(loss, aux, grads, axis_name: str):
+  """What one device would have computed from the whole batch, inside ``shard_map`` over ``axis_name``.
+
+  Assumes a loss that is the mean over the batch and an ``aux`` that adds up (e.g. correct predictions).
+  Analog gradients: the rows of every shard are gathered in batch order and ``d`` is rescaled from the
+  shard mean to the batch mean (exact for a power-of-two number of shards), so every tile receives the
+  same pulses as without sharding. Digital gradients and the loss: mean over shards (the float summation
+  order may differ from one device). Batch-norm statistics stay per shard.
+  """
+  from mrl_jax.optim.base import AnalogGradient, is_analog_gradient
+
+  n = jnp.float32(jax.lax.axis_size(axis_name))
+
+  def combine(g):
+    if is_analog_gradient(g):
+      gather = lambda a: jax.lax.all_gather(a, axis_name, axis=0, tiled=True)
+      return AnalogGradient(gather(g.x), gather(g.d) / n)
+    return jax.lax.pmean(g, axis_name)
+
+  grads = jax.tree.map(combine, grads, is_leaf=is_analog_gradient)
+  return jax.lax.pmean(loss, axis_name), jax.lax.psum(aux, axis_name), grads
+
+
+def train_step_fn(graphdef, tx: optax.GradientTransformation, loss_fn: Callable = nll_loss,
+                  batch_axis: str | None = None):
   """The pure training step ``step(state, x, y, epoch_loss, count=None) -> (state, loss, aux)`` (not jitted).
 
   ``epoch_loss``: float32, the previous epoch's mean training loss on the first step of an epoch,
   NaN otherwise (drives the MRL warm-start plateau controller; ignored by other algorithms).
   ``count``: optional int32, the number of steps before this one; give it unbatched when vmapping the
   step over device seeds so that transfer schedules stay branches (``optim.base.schedule_count``).
+  ``batch_axis``: the mesh axis the batch is split over when the step runs inside ``shard_map``
+  (``combine_batch_shards``); None for an unsharded batch.
   """
 
   def step(state: TrainState, x, y, epoch_loss, count=None):
     model = nnx.merge(graphdef, state.model)
     written = jax.tree.map(lambda a: a, nnx.state(model, nnx.Not(nnx.Param)))  # a snapshot, not the Variables
     (loss, aux), grads = value_and_analog_grad(loss_fn, has_aux=True)(model, x, y)
+    if batch_axis is not None:
+      loss, aux, grads = combine_batch_shards(loss, aux, grads, batch_axis)
     params = nnx.state(model, nnx.Param)
     extra = {} if count is None else {"count": count}
     updates, opt = tx.update(grads, state.opt, params, epoch_loss=epoch_loss, **extra)

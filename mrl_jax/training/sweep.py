@@ -4,7 +4,8 @@ Each seed draws its own initial weights and its own device-to-device variation (
 construction key); all seeds see the same data order. The seed axis is sharded over the local devices
 (``jax.sharding.NamedSharding`` on a 1-D mesh, the step under ``jax.shard_map`` so that each device runs
 the pulsed-update kernels of its own seeds only), so the same code runs on one CPU, several GPUs, or under
-``jax.distributed`` unchanged; with one device it is a plain ``vmap``. The batch is not sharded.
+``jax.distributed`` unchanged; with one device it is a plain ``vmap``. Devices beyond those the seeds fill
+split the batch (``training.loop.combine_batch_shards``: every tile still sees every row of the batch).
 """
 
 from __future__ import annotations
@@ -23,11 +24,16 @@ from mrl_jax.data.batching import epoch_order
 from mrl_jax.training.loop import TrainState, nll_loss, train_step_fn
 
 
-def seed_mesh(n_seeds: int) -> Mesh | None:
-  """A 1-D mesh ``("seeds",)`` over as many local devices as divide ``n_seeds`` (None for one device)."""
+def sweep_mesh(n_seeds: int, batch_size: int = 1) -> Mesh | None:
+  """A ``("seeds", "batch")`` mesh over the local devices (None for one device).
+
+  The seed axis takes as many devices as divide ``n_seeds``; the devices left over split the batch (as
+  many as divide ``batch_size``).
+  """
   devices = jax.devices()
-  n = max(d for d in range(1, len(devices) + 1) if n_seeds % d == 0)
-  return Mesh(np.array(devices[:n]), ("seeds",)) if n > 1 else None
+  s = max(d for d in range(1, len(devices) + 1) if n_seeds % d == 0)
+  b = max(d for d in range(1, len(devices) // s + 1) if batch_size % d == 0)
+  return Mesh(np.array(devices[: s * b]).reshape(s, b), ("seeds", "batch")) if s * b > 1 else None
 
 
 def _shard(tree, mesh: Mesh | None):
@@ -51,7 +57,7 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
     seeds: number of device instances.
     epochs, batch_size, data_seed: loop settings (the data order is shared by all seeds).
     to_input: numpy batch → model input.
-    shard: shard the seed axis over the local devices.
+    shard: shard the seed axis (and, with devices to spare, the batch) over the local devices.
     log: called with every epoch record.
 
   Returns:
@@ -60,14 +66,15 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
   keys = jax.random.split(jax.random.key(data_seed), seeds)
   graphdef = nnx.graphdef(make_model(keys[0]))
   tx0 = make_tx(keys[0])
-  step = train_step_fn(graphdef, tx0, loss_fn)
+  mesh = sweep_mesh(seeds, batch_size) if shard else None
+  split_batch = mesh is not None and mesh.shape["batch"] > 1
+  step = train_step_fn(graphdef, tx0, loss_fn, batch_axis="batch" if split_batch else None)
 
   def init(key):
     k_model, k_tx = jax.random.split(key)
     model = make_model(k_model)
     return TrainState(nnx.state(model), make_tx(k_tx).init(nnx.state(model, nnx.Param)))
 
-  mesh = seed_mesh(seeds) if shard else None
   state = _shard(jax.jit(jax.vmap(init))(keys), mesh)
 
   def batched_step(state, x, y, epoch_loss, count):
@@ -76,10 +83,12 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
     return jax.vmap(step, in_axes=(0, None, None, 0, None))(state, x, y, epoch_loss, count)
 
   if mesh is not None:
-    # Each device vmaps over its own seeds. Under plain jit the partitioner would all-gather the operands
-    # of the pulsed-update custom call, and every device would update every seed's tiles.
-    seeds_axis, shared = PartitionSpec("seeds"), PartitionSpec()
-    batched_step = jax.shard_map(batched_step, mesh=mesh, in_specs=(seeds_axis, shared, shared, seeds_axis, shared),
+    # Each device vmaps over its own seeds and its slice of the batch. Under plain jit the partitioner
+    # would all-gather the operands of the pulsed-update custom call, and every device would update every
+    # seed's tiles.
+    seeds_axis, batch_axis, shared = PartitionSpec("seeds"), PartitionSpec("batch"), PartitionSpec()
+    batched_step = jax.shard_map(batched_step, mesh=mesh,
+                                 in_specs=(seeds_axis, batch_axis, batch_axis, seeds_axis, shared),
                                  out_specs=seeds_axis, check_vma=False)
   train_step = jax.jit(batched_step, donate_argnums=0)
 
