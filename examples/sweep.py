@@ -55,6 +55,8 @@ def build_parser():
   p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion_mnist"))
   p.add_argument("--data-dir", default=None)
   p.add_argument("--train-subset", type=int, default=0)
+  p.add_argument("--plateau-every", type=int, default=0,
+                 help="mini-batches between warm-start plateau checks (0 = once per epoch, as the reference)")
   p.add_argument("--data-seed", type=int, default=0)
   p.add_argument("--out", default="runs/sweep")
   p.add_argument("--resume", action="store_true",
@@ -112,7 +114,8 @@ def main(argv=None):
             f"± {np.std(record['test_acc']):.4f} ({record['seconds']:.0f}s)", file=sys.stderr, flush=True)
 
     records = train_seeds(make_model, make_tx, train, test, seeds=args.seeds, epochs=args.epochs,
-                          batch_size=args.batch_size, data_seed=args.data_seed, to_input=data.to_float, log=log)
+                          batch_size=args.batch_size, data_seed=args.data_seed, to_input=data.to_float,
+                          plateau_every=args.plateau_every or None, log=log)
     rows.append(summary_row(point, records))
   write_summary(out, rows)
   plot_summary(out, rows)

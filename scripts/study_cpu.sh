@@ -14,3 +14,6 @@ $PY examples/sweep.py --settings ResL --n-states 4 --gamma 0.3 0.4 0.6 0.7 "${CO
 # Investigation of ResL's decay over epochs: the same grid point without warm start and with direct hops.
 $PY examples/sweep.py --settings ResL --n-states 4 --warm-start none "${COMMON[@]}" --out "$OUT/ablation_warm_none"
 $PY examples/sweep.py --settings ResL --n-states 4 --warm-start direct "${COMMON[@]}" --out "$OUT/ablation_warm_direct"
+# The plateau controller checked every 250 mini-batches (9 checks instead of 2), i.e. the warm start's
+# epoch-based schedule compressed like the rest of the protocol.
+$PY examples/sweep.py --settings ResL --n-states 4 10 --plateau-every 250 "${COMMON[@]}" --out "$OUT/ablation_plateau250"

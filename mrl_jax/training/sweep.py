@@ -46,7 +46,8 @@ def _shard(tree, mesh: Mesh | None):
 def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable[[jax.Array], optax.GradientTransformation],
                 train: tuple, test: tuple, *, seeds: int, epochs: int, batch_size: int, data_seed: int = 0,
                 to_input: Callable = lambda x: x, loss_fn: Callable = nll_loss, eval_batch_size: int = 1000,
-                shard: bool = True, log: Callable[[dict], None] | None = None) -> list[dict]:
+                shard: bool = True, plateau_every: int | None = None,
+                log: Callable[[dict], None] | None = None) -> list[dict]:
   """Trains ``seeds`` instances in one program and returns per-epoch records with per-seed metrics.
 
   Args:
@@ -58,6 +59,8 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
     epochs, batch_size, data_seed: loop settings (the data order is shared by all seeds).
     to_input: numpy batch → model input.
     shard: shard the seed axis (and, with devices to spare, the batch) over the local devices.
+    plateau_every: mini-batches between the loss signals of the warm-start plateau controller (the mean
+      training loss of that window); None signals once per epoch, as ``fit`` does.
     log: called with every epoch record.
 
   Returns:
@@ -98,18 +101,22 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
 
   images, labels = train
   n_batches = len(images) // batch_size
-  records, last = [], np.full(seeds, np.nan, np.float32)
+  window = plateau_every or n_batches
+  no_signal = jnp.full((seeds,), jnp.nan, jnp.float32)
+  records, window_sum = [], jnp.zeros(seeds)
   for epoch in range(epochs):
     t0 = time.time()
     order = epoch_order(len(images), data_seed, epoch)[: n_batches * batch_size].reshape(n_batches, -1)
     loss_sum = jnp.zeros(seeds)
     for b in range(n_batches):
-      signal = jnp.asarray(last if b == 0 else np.full(seeds, np.nan, np.float32))
+      count = epoch * n_batches + b
+      signal = no_signal
+      if count and count % window == 0:  # the previous window's mean loss
+        signal, window_sum = (window_sum / window).astype(jnp.float32), jnp.zeros(seeds)
       state, loss, _ = train_step(state, to_input(images[order[b]]), jnp.asarray(labels[order[b]]), signal,
-                                  jnp.int32(epoch * n_batches + b))
-      loss_sum = loss_sum + loss
+                                  jnp.int32(count))
+      loss_sum, window_sum = loss_sum + loss, window_sum + loss
     train_loss = np.asarray(loss_sum) / n_batches
-    last = train_loss.astype(np.float32)
     test_loss, correct = np.zeros(seeds), np.zeros(seeds)
     for i in range(0, len(test[0]), eval_batch_size):
       x, y = to_input(test[0][i:i + eval_batch_size]), jnp.asarray(test[1][i:i + eval_batch_size])
@@ -118,10 +125,19 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
       correct += np.asarray(c)
     record = {"epoch": epoch + 1, "train_loss": train_loss.tolist(), "test_loss": (test_loss / len(test[0])).tolist(),
               "test_acc": (correct / len(test[0])).tolist(), "seconds": time.time() - t0}
+    record.update(_warm_start_targets(state.opt))
     records.append(record)
     if log is not None:
       log(record)
   return records
+
+
+def _warm_start_targets(opt_state) -> dict:
+  """``{"warm_start_target": [per seed]}`` of the first MRL weight (−1 once in the cascade), if any."""
+  from mrl_jax.optim.compound import CompoundLeafState
+  is_leaf = lambda n: isinstance(n, CompoundLeafState)
+  leaves = [l for l in jax.tree.leaves(opt_state, is_leaf=is_leaf) if is_leaf(l)]
+  return {"warm_start_target": np.asarray(leaves[0].target).tolist()} if leaves else {}
 
 
 def summarize(records: list[dict]) -> dict:
