@@ -61,6 +61,8 @@ def build_parser():
   p.add_argument("--out", default="runs/sweep")
   p.add_argument("--resume", action="store_true",
                  help="reuse grid points whose JSONL in --out already holds all epochs (same settings)")
+  p.add_argument("--summarize", nargs="+", metavar="DIR", default=None,
+                 help="train nothing: combine the finished runs (JSONL) of these sweep folders into --out")
   return p
 
 
@@ -81,9 +83,11 @@ def point_name(p: dict) -> str:
 
 def main(argv=None):
   args = build_parser().parse_args(argv)
-  lenet = _lenet_example()
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
+  if args.summarize:
+    return summarize_folders([Path(d) for d in args.summarize], out)
+  lenet = _lenet_example()
   train = data.load_dataset(args.dataset, "train", data_dir=args.data_dir)
   test = data.load_dataset(args.dataset, "test", data_dir=args.data_dir)
   if args.train_subset:
@@ -117,6 +121,19 @@ def main(argv=None):
                           batch_size=args.batch_size, data_seed=args.data_seed, to_input=data.to_float,
                           plateau_every=args.plateau_every or None, log=log)
     rows.append(summary_row(point, records))
+  write_summary(out, rows)
+  plot_summary(out, rows)
+  return rows
+
+
+def summarize_folders(folders: list[Path], out: Path) -> list[dict]:
+  """Summary table and plots of every complete run (JSONL) in ``folders``."""
+  rows = []
+  for path in sorted(p for folder in folders for p in folder.glob("*.jsonl")):
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [{k: v for k, v in r.items() if k != "event"} for r in lines[1:] if r.get("event") == "epoch"]
+    if lines and records and len(records) == lines[0]["epochs"]:
+      rows.append(summary_row({k: lines[0][k] for k in ("setting", "n_states", "tiles", "gamma")}, records))
   write_summary(out, rows)
   plot_summary(out, rows)
   return rows
