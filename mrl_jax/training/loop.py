@@ -26,6 +26,7 @@ from flax import nnx
 
 from mrl_jax.data.batching import epoch_order
 from mrl_jax.nn.tape import value_and_analog_grad
+from mrl_jax.optim.base import AnalogGradient, is_analog_gradient
 from mrl_jax.tile import skipped_updates
 from mrl_jax.training import checkpoint as ckpt
 
@@ -59,8 +60,6 @@ def combine_batch_shards(loss, aux, grads, axis_name: str):
   same pulses as without sharding. Digital gradients and the loss: mean over shards (the float summation
   order may differ from one device). Batch-norm statistics stay per shard.
   """
-  from mrl_jax.optim.base import AnalogGradient, is_analog_gradient
-
   n = jnp.float32(jax.lax.axis_size(axis_name))
 
   def combine(g):
