@@ -19,21 +19,15 @@ TRAIN = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, optax
     from flax import nnx
     from mrl_jax import data, optim
-    from mrl_jax.nn import AnalogLinear, analog_partition
+    from mrl_jax.nn import analog_partition
+    from tests.tiny_mlp import TinyMLP
     from mrl_jax.training.loop import FitConfig, fit
 
-    class MLP(nnx.Module):
-      def __init__(self, rngs):
-        self.l1 = AnalogLinear(49, 32, rngs=rngs)
-        self.l2 = AnalogLinear(32, 10, rngs=rngs)
-      def __call__(self, x):
-        x = x.reshape(x.shape[0], 7, 4, 7, 4).mean(axis=(2, 4)).reshape(x.shape[0], -1)
-        return jax.nn.log_softmax(self.l2(jnp.tanh(self.l1(x))))
 
     out, resume, slow = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
     images, labels = data.embedded_mnist("train")
     train, test = (images[:400], labels[:400]), (images[400:600], labels[400:600])
-    model = MLP(nnx.Rngs(0))
+    model = TinyMLP(32, nnx.Rngs(0))
     params = nnx.state(model, nnx.Param)
     cfg = optim.resl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.15, 0.1))
     tx = analog_partition(optim.transfer_compound(cfg, 0.05, key=1), optax.sgd(0.05), params)

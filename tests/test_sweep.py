@@ -17,21 +17,15 @@ SCRIPT = textwrap.dedent("""
     import json, jax, jax.numpy as jnp, numpy as np, optax
     from flax import nnx
     from mrl_jax import data, optim
-    from mrl_jax.nn import AnalogLinear, analog_partition
+    from mrl_jax.nn import analog_partition
+    from tests.tiny_mlp import TinyMLP
     import sys
     from mrl_jax.training.sweep import summarize, sweep_mesh, train_seeds
 
-    class MLP(nnx.Module):
-      def __init__(self, rngs):
-        self.l1 = AnalogLinear(49, 16, rngs=rngs)
-        self.l2 = AnalogLinear(16, 10, rngs=rngs)
-      def __call__(self, x):
-        x = x.reshape(x.shape[0], 7, 4, 7, 4).mean(axis=(2, 4)).reshape(x.shape[0], -1)
-        return jax.nn.log_softmax(self.l2(jnp.tanh(self.l1(x))))
 
     images, labels = data.embedded_mnist("train")
     train, test = (images[:96], labels[:96]), (images[96:160], labels[96:160])
-    make_model = lambda key: MLP(nnx.Rngs(params=key))
+    make_model = lambda key: TinyMLP(16, nnx.Rngs(params=key))
     template = nnx.state(make_model(jax.random.key(0)), nnx.Param)
     cfg = optim.resl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.15, 0.1))
     make_tx = lambda key: analog_partition(optim.transfer_compound(cfg, 0.05, key=key), optax.sgd(0.05), template)

@@ -412,6 +412,14 @@ def compound_visible_weights(config: TransferCompound, state: CompoundState):
                       is_leaf=lambda n: isinstance(n, CompoundLeafState))
 
 
+def warm_start_target(opt_state):
+  """The warm-start target of the first MRL weight in ``opt_state`` (−1 once in the cascade; one per seed
+  under vmap), or None when it holds no transfer compound."""
+  is_leaf = lambda n: isinstance(n, CompoundLeafState)
+  leaves = [l for l in jax.tree.leaves(opt_state, is_leaf=is_leaf) if is_leaf(l)]
+  return leaves[0].target if leaves else None
+
+
 def request_switch(state: CompoundState) -> CompoundState:
   """Asks every analog weight to move its warm-start target down one tile in the next step.
 

@@ -275,15 +275,14 @@ def _skip_summary(opt_state) -> str:
 
 def _warm_start_info(opt_state) -> dict:
   """Warm-start target and plateau switch count if the optimizer holds an MRL compound."""
-  from mrl_jax.optim.compound import CompoundLeafState, CompoundState
+  from mrl_jax.optim.compound import CompoundState, warm_start_target
   found = {}
   for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, CompoundState)):
     if isinstance(node, CompoundState):
       found["plateau_switches"] = int(node.plateau.switches)
-      targets = [int(l.target) for l in jax.tree.leaves(node.leaves, is_leaf=lambda n: isinstance(n, CompoundLeafState))
-                 if isinstance(l, CompoundLeafState)]
-      if targets:
-        found["warm_start_target"] = targets[0]
+      target = warm_start_target(node.leaves)
+      if target is not None:
+        found["warm_start_target"] = int(target)
   return found
 
 

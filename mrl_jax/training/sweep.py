@@ -133,11 +133,10 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
 
 
 def _warm_start_targets(opt_state) -> dict:
-  """``{"warm_start_target": [per seed]}`` of the first MRL weight (−1 once in the cascade), if any."""
-  from mrl_jax.optim.compound import CompoundLeafState
-  is_leaf = lambda n: isinstance(n, CompoundLeafState)
-  leaves = [l for l in jax.tree.leaves(opt_state, is_leaf=is_leaf) if is_leaf(l)]
-  return {"warm_start_target": np.asarray(leaves[0].target).tolist()} if leaves else {}
+  """``{"warm_start_target": [per seed]}`` of the first MRL weight, if any."""
+  from mrl_jax.optim.compound import warm_start_target
+  target = warm_start_target(opt_state)
+  return {} if target is None else {"warm_start_target": np.asarray(target).tolist()}
 
 
 def summarize(records: list[dict]) -> dict:
