@@ -119,7 +119,8 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
   const float* p_all = params.typed_data();
   parallel_for(pool, S * n_blocks, [&](int64_t item) {
     const int64_t s = item / n_blocks, i0 = (item % n_blocks) * block, i1 = std::min(out_size, i0 + block);
-    std::vector<int32_t> counts(static_cast<size_t>(in_size));
+    std::vector<int32_t> counts(static_cast<size_t>(2 * in_size));
+    std::vector<uint32_t> hashes(static_cast<size_t>(in_size));
     std::vector<float> noise(static_cast<size_t>(2 * in_size));
     RowArgs ra;
     ra.dev = &dev;
@@ -127,6 +128,8 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
     ra.table = table.typed_data() + (st == 1 ? 0 : s) * kNormalTableSize;
     ra.in_size = in_size;
     ra.counts = counts.data();
+    ra.lanes = counts.data() + in_size;
+    ra.hashes = hashes.data();
     ra.noise0 = noise.data();
     ra.noise1 = noise.data() + in_size;
     const float* ps = p_all + (sp == 1 ? 0 : s) * 6 * n_el;

@@ -37,27 +37,50 @@ void lines_impl(const LineArgs& a) {
   fill(dl, a.d, a.out_size, a.a, kStreamDPulses);
 }
 
-// Noise of pulses 2·qw and 2·qw + 1 of crosspoints e0 … e0 + len − 1 (two halves of one hash).
+// Noise of pulses 2·qw and 2·qw + 1 (the two halves of one hash) of the crosspoints e0 + lanes[k], written
+// at those lanes: both pulses for k < m2, pulse 2·qw only for m2 ≤ k < m1. The hashes are computed first
+// in a loop that vectorizes; the table lookups (random reads of a 256 KiB table, the cost that matters)
+// then run only for lanes that still pulse.
 __attribute__((noinline)) void fill_noise(const float* __restrict__ table, float* __restrict__ out0,
-                                          float* __restrict__ out1, uint32_t s0, uint32_t s1, uint32_t e0,
-                                          uint32_t qw, int64_t len) {
-  for (int64_t j = 0; j < len; ++j) {
-    const uint32_t word = ((e0 + static_cast<uint32_t>(j)) << 4) | qw;
-    const uint32_t h = lowbias32(lowbias32(word ^ s0) ^ s1);
-    out0[j] = table[static_cast<int32_t>(h >> 16)];
-    out1[j] = table[static_cast<int32_t>(h & 0xFFFFu)];
+                                          float* __restrict__ out1, uint32_t* __restrict__ hashes, uint32_t s0,
+                                          uint32_t s1, uint32_t e0, uint32_t qw, const int32_t* __restrict__ lanes,
+                                          int64_t m1, int64_t m2) {
+  for (int64_t k = 0; k < m1; ++k) {
+    const uint32_t word = ((e0 + static_cast<uint32_t>(lanes[k])) << 4) | qw;
+    hashes[k] = lowbias32(lowbias32(word ^ s0) ^ s1);
   }
+  for (int64_t k = 0; k < m2; ++k) {
+    const uint32_t h = hashes[k];
+    out0[lanes[k]] = table[static_cast<int32_t>(h >> 16)];
+    out1[lanes[k]] = table[static_cast<int32_t>(h & 0xFFFFu)];
+  }
+  for (int64_t k = m2; k < m1; ++k) out0[lanes[k]] = table[static_cast<int32_t>(hashes[k] >> 16)];
 }
 
 template <int Kind, bool Flag, bool Noise>
 void row_impl(const RowArgs& a) {
   const UpdateConsts& u = *a.up;
   int32_t* n = a.counts;
-  int32_t max_n = 0;
+  int32_t* lanes = a.lanes;
+  // Counting sort of the lanes by descending pulse count: the lanes still pulsing at pulse q are then the
+  // first above[q] entries of `lanes`, and no noise is drawn for lanes that are done (about half of them).
+  int32_t above[kMaxBL + 1] = {};  // first a histogram of the counts, then the number of lanes with count > c
   for (int64_t j = 0; j < a.in_size; ++j) {
     const int32_t c = a.x[j] == 0.0f ? 0 : coincidences(u, a.d_line, a.x_lines[j], a.bl);
     n[j] = c;
-    max_n = c > max_n ? c : max_n;
+    ++above[c];
+  }
+  int32_t max_n = 0;
+  for (int32_t c = kMaxBL, sum = 0; c >= 0; --c) {
+    if (max_n == 0 && above[c] > 0) max_n = c;
+    const int32_t here = above[c];
+    above[c] = sum;
+    sum += here;
+  }
+  if (Noise && max_n > 0) {
+    int32_t next[kMaxBL + 1];
+    for (int32_t c = 0; c <= kMaxBL; ++c) next[c] = above[c];
+    for (int64_t j = 0; j < a.in_size; ++j) lanes[next[n[j]]++] = static_cast<int32_t>(j);
   }
   const DeviceConsts dev = *a.dev;
   float* __restrict__ w = a.w;
@@ -78,7 +101,8 @@ void row_impl(const RowArgs& a) {
   // Pulses q and q + 1 share one hash (its two 16-bit halves), as in rng.pulse_noise_index. The noise
   // draws go to scratch first: two simple loops vectorize where one fused loop does not.
   for (int32_t q = 0; q < max_n; q += 2) {
-    if (Noise) fill_noise(table, sxi0, sxi1, s0, s1, e0, static_cast<uint32_t>(q) >> 1, len);
+    if (Noise) fill_noise(table, sxi0, sxi1, a.hashes, s0, s1, e0, static_cast<uint32_t>(q) >> 1, lanes, above[q],
+                          above[q + 1]);
     for (int64_t j = 0; j < len; ++j) {
       const CrossPoint cp{p0[j], p1[j], p2[j], p3[j], p4[j], p5[j]};
       const bool up = d_pos != (x[j] > 0);

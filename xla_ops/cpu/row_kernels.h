@@ -37,6 +37,8 @@ struct RowArgs {
   uint32_t element0;         // flat index of (i, 0)
   int64_t in_size;
   int32_t* counts;           // scratch [in]
+  int32_t* lanes;            // scratch [in]
+  uint32_t* hashes;          // scratch [in]
   float* noise0;             // scratch [in]
   float* noise1;             // scratch [in]
 };
