@@ -18,11 +18,12 @@ import numpy as np
 from mrl_jax import devices as D
 from mrl_jax import rng
 from mrl_jax.pulses import PulseType, UpdateParameters
+from mrl_jax.update import sums_pulses
 
 TARGET_PULSED_UPDATE = "mrl_pulsed_update"
 ROW_HEADER = 3
 MAX_PIECEWISE = 64
-_N_ICONSTS = 10
+_N_ICONSTS = 11
 _N_FCONSTS = 13 + 2 * MAX_PIECEWISE
 
 _import_error: str | None = None
@@ -79,7 +80,7 @@ def kernel_consts(device: D.PulsedDevice, update: UpdateParameters, dw: float):
   pw_down = getattr(device, "piecewise_down", (1.0,))
   iconsts = np.array([kind, mult_noise, complex_noise, len(pw_up), update.desired_bl, update.update_management,
                       update.update_bl_management, update.fixed_bl, _PULSE_KIND[update.pulse_type],
-                      device.dw_min_std > 0], np.int32)
+                      device.dw_min_std > 0, sums_pulses(device, update)], np.int32)
   exp = [getattr(device, n, 0.0) for n in ("a", "b", "A_up", "A_down", "gamma_up", "gamma_down")] \
       if isinstance(device, D.ExpStepDevice) else [0.0] * 6
   std = [device.dw_min_std_add, device.dw_min_std_slope] if isinstance(device, D.ExpStepDevice) else [0.0, 0.0]

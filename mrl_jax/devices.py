@@ -209,6 +209,27 @@ class ConstantStepDevice(PulsedDevice):
     delta = jnp.where(up, p["dwmin_up"] * factor, -(p["dwmin_down"] * factor))
     return w + fence(delta)
 
+  def pulse_run(self, w, p: DeviceParams, up, n, sxi):
+    """Applies ``n`` pulses of one direction as one summed step (``UpdateParameters.aggregate_pulses``).
+
+    Args:
+      w: ``float32[...]`` current weights.
+      p: hidden parameters broadcastable to ``w``.
+      up: bool, True for up pulses.
+      n: ``int32`` pulse counts broadcastable to ``w``; elements with ``n == 0`` are returned unchanged.
+      sxi: ``float32`` noise ``dw_min_std · ξ``, one draw per element.
+
+    Returns:
+      ``clip(w ± n·scale·(1 + sxi/√n))``; for ``n == 1`` the bits of ``pulse_once``.
+    """
+    fence = fmath.fence_from(w)
+    nf = n.astype(jnp.float32)
+    # The fence keeps XLA from rewriting a / sqrt(b) into an (inexact) a * rsqrt(b).
+    factor = jnp.float32(1) + sxi / fence(jnp.sqrt(jnp.maximum(nf, jnp.float32(1))))
+    delta = jnp.where(up, (p["dwmin_up"] * nf) * factor, -((p["dwmin_down"] * nf) * factor))
+    new = jnp.minimum(jnp.maximum(w + fence(delta), p["min_bound"]), p["max_bound"])
+    return jnp.where(n > 0, new, w)
+
 
 @dataclasses.dataclass(frozen=True)
 class LinearStepDevice(PulsedDevice):

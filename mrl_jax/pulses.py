@@ -46,6 +46,12 @@ class UpdateParameters:
     res: resolution of the pulse probabilities (fraction in [0, 1]; 0 = continuous).
     x_res_implicit, d_res_implicit: resolutions for ``DETERMINISTIC_IMPLICIT``.
     um_grad_scale: scales max|d| in update management.
+    aggregate_pulses: ``ConstantStepDevice`` only: apply the n coincidences of one batch row at a
+      crosspoint as one summed step ``n·dw·(1 + σξ/√n)``, clipped once, with one normal draw instead of
+      n. This is AIHWKit's CUDA kernel (``UpdateFunctorConstantStep``, which it uses whenever
+      ``dw_min_std ≤ 0.33``); AIHWKit's CPU pulses one by one (the default here). Same mean and
+      variance away from the bounds; requires ``dw_min_std ≤ 0.33``. Other devices always pulse one by
+      one (AIHWKit has no summed form for them).
   """
 
   desired_bl: int = 31
@@ -57,6 +63,7 @@ class UpdateParameters:
   x_res_implicit: float = 0.0
   d_res_implicit: float = 0.0
   um_grad_scale: float = 1.0
+  aggregate_pulses: bool = False
 
   def __post_init__(self):
     C.choice("UpdateParameters", "pulse_type", self.pulse_type, list(PulseType) + [p.value for p in PulseType])
@@ -65,7 +72,8 @@ class UpdateParameters:
     C.check_fields(self, {
         "desired_bl": lambda o, n, v: C.integer(o, n, v, 1, MAX_BL), "update_management": C.boolean,
         "update_bl_management": C.boolean, "fixed_bl": C.boolean, "res": unit, "x_res_implicit": unit,
-        "d_res_implicit": unit, "um_grad_scale": C.positive})
+        "d_res_implicit": unit, "um_grad_scale": C.positive,
+        "aggregate_pulses": C.boolean})
 
   @property
   def uses_um(self) -> bool:

@@ -2,7 +2,9 @@
 
 ``pulsed_update`` applies one update cycle per row of ``x``/``d`` in order (AIHWKit's CPU semantics):
 per-row update management, stochastic pulse trains, coincidence counting, and for every coincidence
-one device pulse with its own cycle-to-cycle noise followed by the clip to the crosspoint's bounds.
+one device pulse with its own cycle-to-cycle noise followed by the clip to the crosspoint's bounds
+(or, with ``UpdateParameters.aggregate_pulses`` on a ConstantStep device, AIHWKit's CUDA form: the n
+pulses of a row as one summed step).
 
 Two engines compute the same numbers bit for bit:
   * ``"native"``: the C++ (CPU) / CUDA XLA FFI kernel (``mrl_jax._native``), the default when built;
@@ -18,9 +20,10 @@ import jax.numpy as jnp
 
 from mrl_jax import pulses as P
 from mrl_jax import rng
-from mrl_jax.devices import DeviceParams, PulsedDevice
+from mrl_jax.devices import ConstantStepDevice, DeviceParams, PulsedDevice
 
 Engine = Literal["auto", "native", "jnp"]
+MAX_SUMMED_STD = 0.33  # AIHWKit's CUDA kernel sums ConstantStep pulses up to this dw_min_std (3 sigma < 1)
 
 
 def check_update_operands(weights, x, d, lr=None):
@@ -44,6 +47,19 @@ def check_update_operands(weights, x, d, lr=None):
     raise ValueError(f"lr: expected a scalar, got shape {jnp.shape(lr)}")
 
 
+def check_update_configs(device: PulsedDevice, update: P.UpdateParameters):
+  """Raises ``ValueError`` for a device/update combination the pulsed update does not model."""
+  if update.aggregate_pulses and isinstance(device, ConstantStepDevice) and device.dw_min_std > MAX_SUMMED_STD:
+    raise ValueError(f"UpdateParameters.aggregate_pulses needs ConstantStepDevice.dw_min_std <= {MAX_SUMMED_STD} "
+                     f"(got {device.dw_min_std}): larger noise can reverse single pulses, which a summed step "
+                     "cannot represent (AIHWKit's CUDA kernel pulses one by one there too)")
+
+
+def sums_pulses(device: PulsedDevice, update: P.UpdateParameters) -> bool:
+  """True when the n pulses of a row are applied as one summed step (``aggregate_pulses``)."""
+  return update.aggregate_pulses and isinstance(device, ConstantStepDevice)
+
+
 def pulsed_update_reference(weights, params: DeviceParams, x, d, lr, key, device: PulsedDevice,
                             update: P.UpdateParameters, dw: float | None = None):
   """Pure-jnp pulsed update (the oracle of the native kernel).
@@ -61,6 +77,7 @@ def pulsed_update_reference(weights, params: DeviceParams, x, d, lr, key, device
     the new ``float32[out, in]`` weights.
   """
   check_update_operands(weights, x, d, lr)
+  check_update_configs(device, update)
   lr = skip_non_finite(lr, x, d)
   dw = device.granularity if dw is None else dw
   if not update.is_pulsed:
@@ -76,6 +93,10 @@ def pulsed_update_reference(weights, params: DeviceParams, x, d, lr, key, device
     n, down = P.row_counts(update, kw, row, xr, dr, lr, dw)
     up = ~down
     s0, s1 = rng.row_noise_seed(kw, row)
+
+    if sums_pulses(device, update):
+      sxi = table[rng.pulse_noise_index(s0, s1, element, 0)] if device.dw_min_std > 0 else jnp.float32(0)
+      return device.pulse_run(w, params, up, n, sxi), None
 
     def pulse(p, w):
       if device.dw_min_std > 0:
@@ -121,6 +142,7 @@ def pulsed_update(weights, params: DeviceParams, x, d, lr, key, device: PulsedDe
     from mrl_jax import _native
     if _native.available():
       check_update_operands(weights, x, d, lr)
+      check_update_configs(device, update)
       return _native.pulsed_update(weights, params, x, d, skip_non_finite(lr, x, d), key, device, update, dw)
     if engine == "native":
       raise RuntimeError("engine='native' but the native extension mrl_jax._mrl_cpu is not built: "

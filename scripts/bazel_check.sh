@@ -25,10 +25,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # The default subset (~1 min on 2 cores instead of ~3): registration, the bitwise comparison for
-# the softbounds device under all 8 update configs, vmap over seeds (softbounds) and the batched
+# the softbounds device and for summed ConstantStep pulses under all 8 update configs, vmap over seeds
+# (softbounds, summed constant step) and the batched
 # kernel call, donation/in-place, shape/dtype errors, inconsistent operands, non-finite inputs and
 # the thread-count independence check (which imports the module in subprocesses).
-DEFAULT_K="registered or softbounds or one_batched or in_place or bad_shapes or inconsistent or non_finite or thread"
+DEFAULT_K="registered or softbounds or summed or one_batched or in_place or bad_shapes or inconsistent or non_finite or thread"
 PYTEST_K="${BAZEL_CHECK_K-$DEFAULT_K}"
 
 STATUS="FAILED (setup)"

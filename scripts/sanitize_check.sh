@@ -12,5 +12,5 @@ export BAZEL_CHECK_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file
 # Python itself is not instrumented: leak checking would report the interpreter's own allocations.
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-export BAZEL_CHECK_K="${SANITIZE_K-softbounds or piecewise or pcm or non_finite or inconsistent or vmap or in_place}"
+export BAZEL_CHECK_K="${SANITIZE_K-softbounds or summed or piecewise or pcm or non_finite or inconsistent or vmap or in_place}"
 exec bash scripts/bazel_check.sh

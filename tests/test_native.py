@@ -58,10 +58,7 @@ def test_extension_is_built_and_registered():
   assert "cpu" in _native.registered_platforms()
 
 
-@pytest.mark.parametrize("update_name", sorted(UPDATES))
-@pytest.mark.parametrize("device_name", sorted(DEVICES))
-def test_native_equals_reference_bitwise(device_name, update_name):
-  device, update = DEVICES[device_name], UPDATES[update_name]
+def _assert_native_equals_reference(device, update):
   w0, x, d = _inputs()
   params = device.init(jax.random.key(1), w0.shape)
 
@@ -74,9 +71,22 @@ def test_native_equals_reference_bitwise(device_name, update_name):
   np.testing.assert_array_equal(out, ref)
 
 
-@pytest.mark.parametrize("device_name", ["softbounds", "piecewise", "pcm_complex_noise"])
-def test_native_equals_reference_under_vmap_over_seeds(device_name):
-  device, update = DEVICES[device_name], M.UpdateParameters()
+@pytest.mark.parametrize("update_name", sorted(UPDATES))
+@pytest.mark.parametrize("device_name", sorted(DEVICES))
+def test_native_equals_reference_bitwise(device_name, update_name):
+  _assert_native_equals_reference(DEVICES[device_name], UPDATES[update_name])
+
+
+@pytest.mark.parametrize("update_name", sorted(UPDATES))
+@pytest.mark.parametrize("device_name", ["constant", "constant_clean"])
+def test_native_equals_reference_bitwise_with_summed_pulses(device_name, update_name):
+  _assert_native_equals_reference(DEVICES[device_name], UPDATES[update_name].replace(aggregate_pulses=True))
+
+
+@pytest.mark.parametrize("device_name, summed", [("softbounds", False), ("piecewise", False),
+                                                  ("pcm_complex_noise", False), ("constant", True)])
+def test_native_equals_reference_under_vmap_over_seeds(device_name, summed):
+  device, update = DEVICES[device_name], M.UpdateParameters(aggregate_pulses=summed)
   w0, x, d = _inputs(seed=4)
   seeds = jax.random.split(jax.random.key(9), 4)
 

@@ -115,6 +115,31 @@ void row_impl(const RowArgs& a) {
   }
 }
 
+// ConstantStep with summed pulses (UpdateConsts::sum_pulses): one step and one noise draw per crosspoint.
+template <bool Noise>
+void row_sum_impl(const RowArgs& a) {
+  int32_t* __restrict__ n = a.counts;
+  int32_t* __restrict__ lanes = a.lanes;
+  int64_t m = 0;
+  for (int64_t j = 0; j < a.in_size; ++j) {
+    const int32_t c = a.x[j] == 0.0f ? 0 : coincidences(*a.up, a.d_line, a.x_lines[j], a.bl);
+    n[j] = c;
+    lanes[m] = static_cast<int32_t>(j);
+    m += c > 0 ? 1 : 0;
+  }
+  if (m == 0) return;
+  if (Noise) fill_noise(a.table, a.noise0, a.noise1, a.hashes, a.s0, a.s1, a.element0, 0, lanes, m, 0);
+  float* __restrict__ w = a.w;
+  const float* __restrict__ x = a.x;
+  const float* __restrict__ sxi = a.noise0;
+  const bool d_pos = a.d_pos;
+  for (int64_t j = 0; j < a.in_size; ++j) {
+    const CrossPoint cp{a.params[0][j], a.params[1][j], a.params[2][j], a.params[3][j], 0.0f, 0.0f};
+    const float w1 = pulse_run_constant_step(w[j], cp, n[j], d_pos != (x[j] > 0), Noise ? sxi[j] : 0.0f);
+    w[j] = n[j] > 0 ? w1 : w[j];
+  }
+}
+
 template <int Kind, bool Flag>
 Kernels pick(bool noise) {
   return noise ? Kernels{lines_impl, row_impl<Kind, Flag, true>} : Kernels{lines_impl, row_impl<Kind, Flag, false>};
@@ -122,7 +147,8 @@ Kernels pick(bool noise) {
 
 }  // namespace
 
-Kernels MRL_KERNELS_NAME(int kind, bool flag, bool noise) {
+Kernels MRL_KERNELS_NAME(int kind, bool flag, bool noise, bool sum_pulses) {
+  if (sum_pulses) return noise ? Kernels{lines_impl, row_sum_impl<true>} : Kernels{lines_impl, row_sum_impl<false>};
   switch (kind) {
     case kLinearStep: return flag ? pick<kLinearStep, true>(noise) : pick<kLinearStep, false>(noise);
     case kSoftBoundsReference:

@@ -48,12 +48,13 @@ struct Kernels {
   void (*row)(const RowArgs&);
 };
 
-// flag: the device's noise variant (DeviceConsts::mult_noise or ::complex_noise); noise: dw_min_std > 0.
-Kernels kernels_baseline(int kind, bool flag, bool noise);
-Kernels kernels_x86_64_v3(int kind, bool flag, bool noise);
-Kernels kernels_x86_64_v4(int kind, bool flag, bool noise);
+// flag: the device's noise variant (DeviceConsts::mult_noise or ::complex_noise); noise: dw_min_std > 0;
+// sum_pulses: UpdateConsts::sum_pulses.
+Kernels kernels_baseline(int kind, bool flag, bool noise, bool sum_pulses);
+Kernels kernels_x86_64_v3(int kind, bool flag, bool noise, bool sum_pulses);
+Kernels kernels_x86_64_v4(int kind, bool flag, bool noise, bool sum_pulses);
 
 // The best variant this CPU supports.
-Kernels select_kernels(int kind, bool flag, bool noise);
+Kernels select_kernels(int kind, bool flag, bool noise, bool sum_pulses);
 
 }  // namespace mrl

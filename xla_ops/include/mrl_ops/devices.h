@@ -105,6 +105,16 @@ MRL_HD float pulse_once_t(const DeviceConsts& c, float w, const CrossPoint& p, b
   }
 }
 
+// n ≥ 1 same-direction ConstantStep pulses as one summed step n·scale·(1 + sxi/√n), clipped once
+// (AIHWKit's CUDA UpdateFunctorConstantStep; twin of ConstantStepDevice.pulse_run). n = 1 gives the bits of
+// pulse_once_t<kConstantStep>.
+MRL_HD float pulse_run_constant_step(float w, const CrossPoint& p, int n, bool up, float sxi) {
+  const float nf = static_cast<float>(n);
+  const float factor = 1.0f + sxi / sqrtf(nf);
+  const float delta = up ? (p.scale_up * nf) * factor : -((p.scale_down * nf) * factor);
+  return clip(w + delta, p.min_bound, p.max_bound);
+}
+
 MRL_HD float pulse_once(const DeviceConsts& c, float w, const CrossPoint& p, bool up, float sxi) {
   switch (c.kind) {
     case kConstantStep: return pulse_once_t<kConstantStep, false>(c, w, p, up, sxi);

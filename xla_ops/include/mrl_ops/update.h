@@ -18,12 +18,13 @@ struct UpdateConsts {
   bool update_management, update_bl_management, fixed_bl;
   int32_t pulse_kind;
   bool has_noise;
+  bool sum_pulses;  // ConstantStep with UpdateParameters.aggregate_pulses: one summed step per row
   float res, x_res_implicit, d_res_implicit, um_grad_scale, dw;
 };
 
 // Layout of the integer and float attribute arrays (see mrl_jax/_native.py).
 enum IConst : int { kIKind, kIMultNoise, kIComplexNoise, kINPiecewise, kIDesiredBL, kIUM, kIUBLM, kIFixedBL,
-                    kIPulseKind, kIHasNoise, kNumI };
+                    kIPulseKind, kIHasNoise, kISumPulses, kNumI };
 enum FConst : int { kFExpA, kFExpB, kFExpAUp, kFExpADown, kFExpGammaUp, kFExpGammaDown, kFStdAdd, kFStdSlope,
                     kFRes, kFXRes, kFDRes, kFUMGradScale, kFDw, kFPiecewise, kNumF = kFPiecewise + 2 * kMaxPiecewise };
 
@@ -50,6 +51,7 @@ inline void unpack_consts(const int32_t* ic, const float* fc, DeviceConsts& dev,
   up.fixed_bl = ic[kIFixedBL] != 0;
   up.pulse_kind = ic[kIPulseKind];
   up.has_noise = ic[kIHasNoise] != 0;
+  up.sum_pulses = ic[kISumPulses] != 0;
   up.res = fc[kFRes];
   up.x_res_implicit = fc[kFXRes];
   up.d_res_implicit = fc[kFDRes];
@@ -137,6 +139,10 @@ MRL_HD int coincidences(const UpdateConsts& u, uint32_t d_line, uint32_t x_line,
 // All pulses of one row on one crosspoint.
 MRL_HD float apply_pulses(const DeviceConsts& dev, const UpdateConsts& u, const float* table, float w,
                           const CrossPoint& p, int n, bool up, uint32_t s0, uint32_t s1, uint32_t element) {
+  if (u.sum_pulses) {
+    const float sxi = u.has_noise ? table[pulse_noise_index(s0, s1, element, 0)] : 0.0f;
+    return pulse_run_constant_step(w, p, n, up, sxi);
+  }
   for (int q = 0; q < n; ++q) {
     const float sxi = u.has_noise ? table[pulse_noise_index(s0, s1, element, static_cast<uint32_t>(q))] : 0.0f;
     w = pulse_once(dev, w, p, up, sxi);
