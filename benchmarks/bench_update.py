@@ -3,7 +3,9 @@
 Workload (as ``benchmarks/aihwkit_update_timing.py``): a 512×512 tile, batch 64, default
 ``UpdateParameters`` (BL ≤ 31, UM + UBLM), lr 0.1, x ~ U(−1, 1), d ~ U(−1, 1) rescaled to max|d| = 1 per
 row, so with the default dw_min = 0.001 every row uses BL = 31. Devices: ``ConstantStepDevice()`` and
-``SoftBoundsDevice()`` defaults (30 % device-to-device spread, 30 % cycle-to-cycle noise).
+``SoftBoundsDevice()`` defaults (30 % device-to-device spread, 30 % cycle-to-cycle noise), and
+ConstantStep with ``aggregate_pulses=True`` (AIHWKit's CUDA form: one summed step per row and
+crosspoint), whose AIHWKit column is still AIHWKit's CPU update (the CPU has no summed form).
 
     python benchmarks/bench_update.py [--repeats 10] [--aihwkit-python PATH]
 
@@ -51,11 +53,10 @@ def _median_ms(fn, args, repeats):
   return statistics.median(times)
 
 
-def bench_device(device, repeats):
+def bench_device(device, up, repeats):
   x, d = _inputs()
   params = device.init(jax.random.key(0), (SIZE, SIZE))
   w = jnp.zeros((SIZE, SIZE), jnp.float32)
-  up = M.UpdateParameters()
   res = {}
   for engine in ("native", "jnp"):
     fn = jax.jit(lambda w, k, e=engine: pulsed_update(w, params, x, d, LR, k, device, up, engine=e))
@@ -99,9 +100,11 @@ def main():
   print("| device | native | native, donated | pure jnp | 8 seeds vmapped (per seed) | AIHWKit 1.1.0 "
         "| jnp / native | AIHWKit / native |")
   print("|---|---|---|---|---|---|---|---|")
-  for name, device, key in (("ConstantStep", M.ConstantStepDevice(), "constant_step_ms"),
-                            ("SoftBounds", M.SoftBoundsDevice(), "soft_bounds_ms")):
-    r = bench_device(device, args.repeats)
+  plain, summed = M.UpdateParameters(), M.UpdateParameters(aggregate_pulses=True)
+  for name, device, up, key in (("ConstantStep", M.ConstantStepDevice(), plain, "constant_step_ms"),
+                                ("SoftBounds", M.SoftBoundsDevice(), plain, "soft_bounds_ms"),
+                                ("ConstantStep, summed pulses", M.ConstantStepDevice(), summed, "constant_step_ms")):
+    r = bench_device(device, up, args.repeats)
     a = ref[key] if ref else float("nan")
     print(f"| {name} | {r['native']:.1f} | {r['native_donated']:.1f} | {r['jnp']:.1f} | {r['native_vmap8']:.1f} "
           f"({r['native_vmap8'] / SEEDS:.1f}) | {a:.0f} | {r['jnp'] / r['native']:.1f}x | "

@@ -5,7 +5,7 @@
 
 Writes OUTDIR/gpu_check.json (per-case results and timings) and prints a summary; exits non-zero when a
 CUDA result differs from the CPU result. ``--sanitize`` only launches the CUDA kernels of a few cases (every
-update setting for three devices, and a vmapped call), for the slow runs under compute-sanitizer.
+update setting for three devices and for summed ConstantStep pulses, and a vmapped call), for the slow runs under compute-sanitizer.
 """
 
 from __future__ import annotations
@@ -48,11 +48,12 @@ def sanitize_cases() -> int:
   """Launches the CUDA kernel for the cases a sanitizer should see; returns 0 (errors are the tool's)."""
   w0, x, d = _inputs()
   n = 0
-  for dname in ("softbounds", "piecewise", "pcm"):
+  for dname, summed in (("softbounds", False), ("piecewise", False), ("pcm_complex_noise", False),
+                        ("constant", True)):
     device = DEVICES[dname]
     params = device.init(jax.random.key(1), w0.shape)
     for update in UPDATES.values():
-      _run(device, update, "gpu", "native", w0, x, d, params)
+      _run(device, update.replace(aggregate_pulses=summed), "gpu", "native", w0, x, d, params)
       n += 1
   dev_sb = DEVICES["softbounds"]
   keys = jax.device_put(jax.random.split(jax.random.key(9), 4), jax.devices("gpu")[0])
@@ -69,16 +70,18 @@ def main(outdir: str) -> int:
             "native_platforms": list(_native.registered_platforms()), "cases": [], "timings_ms": {}}
   failures = 0
   w0, x, d = _inputs()
-  for dname, device in DEVICES.items():
+  cases = [(dn, dev, un, up) for dn, dev in DEVICES.items() for un, up in UPDATES.items()]
+  cases += [(dn, DEVICES[dn], un + "+summed", up.replace(aggregate_pulses=True))
+            for dn in ("constant", "constant_clean") for un, up in UPDATES.items()]
+  for dname, device, uname, update in cases:
     params = device.init(jax.random.key(1), w0.shape)
-    for uname, update in UPDATES.items():
-      cpu = _run(device, update, "cpu", "native", w0, x, d, params)
-      cuda = _run(device, update, "gpu", "native", w0, x, d, params)
-      jnp_gpu = _run(device, update, "gpu", "jnp", w0, x, d, params)
-      case = {"device": dname, "update": uname, "cuda_eq_cpu": bool(np.array_equal(cuda, cpu)),
-              "jnp_gpu_eq_cpu": bool(np.array_equal(jnp_gpu, cpu)), "max_abs_cuda_cpu": float(np.abs(cuda - cpu).max())}
-      failures += not case["cuda_eq_cpu"]
-      report["cases"].append(case)
+    cpu = _run(device, update, "cpu", "native", w0, x, d, params)
+    cuda = _run(device, update, "gpu", "native", w0, x, d, params)
+    jnp_gpu = _run(device, update, "gpu", "jnp", w0, x, d, params)
+    case = {"device": dname, "update": uname, "cuda_eq_cpu": bool(np.array_equal(cuda, cpu)),
+            "jnp_gpu_eq_cpu": bool(np.array_equal(jnp_gpu, cpu)), "max_abs_cuda_cpu": float(np.abs(cuda - cpu).max())}
+    failures += not case["cuda_eq_cpu"]
+    report["cases"].append(case)
   # vmap over seeds on the GPU equals the CPU
   seeds = jax.random.split(jax.random.key(9), 4)
   dev_sb = DEVICES["softbounds"]
@@ -98,18 +101,21 @@ def main(outdir: str) -> int:
   db = rng.uniform(-1, 1, (64, 512)).astype(np.float32)
   db /= np.abs(db).max(axis=1, keepdims=True)
   gpu = jax.devices("gpu")[0]
-  for name, device in (("constant_step", M.ConstantStepDevice()), ("soft_bounds", M.SoftBoundsDevice())):
+  plain, summed = M.UpdateParameters(), M.UpdateParameters(aggregate_pulses=True)
+  for name, device, update in (("constant_step", M.ConstantStepDevice(), plain),
+                               ("soft_bounds", M.SoftBoundsDevice(), plain),
+                               ("constant_step_summed", M.ConstantStepDevice(), summed)):
     params = jax.device_put(device.init(jax.random.key(0), (512, 512)), gpu)
     args = jax.device_put((jnp.zeros((512, 512)), jnp.asarray(xb), jnp.asarray(db)), gpu)
     for engine in ("native", "jnp"):
       fn = jax.jit(lambda w, x, d, e=engine: pulsed_update(w, params, x, d, 0.1, jax.random.key(1), device,
-                                                           M.UpdateParameters(), engine=e))
+                                                           update, engine=e))
       report["timings_ms"][f"{name}_{engine}"] = _time(fn, args, 10 if engine == "native" else 3)
     for seeds_n in (1, 16):
       ws = jax.device_put(jnp.zeros((seeds_n, 512, 512)), gpu)
       keys = jax.device_put(jax.random.split(jax.random.key(2), seeds_n), gpu)
       fn = jax.jit(jax.vmap(lambda w, k: pulsed_update(w, params, args[1], args[2], 0.1, k, device,
-                                                       M.UpdateParameters(), engine="native")))
+                                                       update, engine="native")))
       report["timings_ms"][f"{name}_native_vmap{seeds_n}"] = _time(fn, (ws, keys), 5)
   (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
   n = len(report["cases"])

@@ -114,8 +114,9 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
     kernels.lines(la);
   });
 
-  // Phase 2: pulses, by blocks of weight rows; batch rows in order.
-  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(out_size, (1 << 14) / std::max<int64_t>(in_size, 1)));
+  // Phase 2: pulses, by blocks of weight rows; batch rows in order. A block of ~4096 crosspoints keeps its
+  // weight and parameter rows (7 × 16 KiB) and the 256 KiB noise table in a 512 KiB L2 across batch rows.
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(out_size, (1 << 12) / std::max<int64_t>(in_size, 1)));
   const int64_t n_blocks = (out_size + block - 1) / block;
   const float* p_all = params.typed_data();
   parallel_for(pool, S * n_blocks, [&](int64_t item) {
