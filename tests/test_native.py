@@ -83,6 +83,21 @@ def test_native_equals_reference_bitwise_with_summed_pulses(device_name, update_
   _assert_native_equals_reference(DEVICES[device_name], UPDATES[update_name].replace(aggregate_pulses=True))
 
 
+@pytest.mark.parametrize("summed", [False, True], ids=["pulse_by_pulse", "summed"])
+def test_native_equals_reference_with_sparse_inputs(summed):
+  """Most crosspoints get no pulse (the kernels' lane-list paths instead of their dense ones)."""
+  device, update = DEVICES["constant"], M.UpdateParameters(aggregate_pulses=summed)
+  w0, x, d = _inputs(out=16, inp=40, rows=5, seed=7)
+  x = x * (jnp.arange(40) % 5 == 0)  # 8 of 40 inputs nonzero
+  params = device.init(jax.random.key(2), w0.shape)
+  run = lambda engine: np.asarray(jax.jit(lambda: pulsed_update(w0, params, x, d, 0.3, jax.random.key(5), device,
+                                                                update, engine=engine))())
+  ref = run("jnp")
+  changed = np.mean(ref != np.asarray(w0))
+  assert 0.05 < changed < 0.3
+  np.testing.assert_array_equal(run("native"), ref)
+
+
 @pytest.mark.parametrize("device_name, summed", [("softbounds", False), ("piecewise", False),
                                                   ("pcm_complex_noise", False), ("constant", True)])
 def test_native_equals_reference_under_vmap_over_seeds(device_name, summed):

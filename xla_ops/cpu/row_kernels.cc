@@ -57,19 +57,58 @@ __attribute__((noinline)) void fill_noise(const float* __restrict__ table, float
   for (int64_t k = m2; k < m1; ++k) out0[lanes[k]] = table[static_cast<int32_t>(hashes[k] >> 16)];
 }
 
+// Noise of pulse 0 of the crosspoints e0 … e0 + len − 1 (pulse_noise_index(…, 0)), for rows where most
+// crosspoints pulse: the dense loop needs no lane list.
+__attribute__((noinline)) void fill_noise_all(const float* __restrict__ table, float* __restrict__ out0,
+                                              uint32_t* __restrict__ hashes, uint32_t s0, uint32_t s1, uint32_t e0,
+                                              int64_t len) {
+  for (int64_t j = 0; j < len; ++j) hashes[j] = lowbias32(lowbias32(((e0 + static_cast<uint32_t>(j)) << 4) ^ s0) ^ s1);
+  for (int64_t j = 0; j < len; ++j) out0[j] = table[static_cast<int32_t>(hashes[j] >> 16)];
+}
+
+// Bit count in plain integer arithmetic, which vectorizes (AVX2 has no vector popcount instruction).
+inline int32_t popcount_swar(uint32_t v) {
+  v = v - ((v >> 1) & 0x55555555u);
+  v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+  v = (v + (v >> 4)) & 0x0F0F0F0Fu;
+  v = v + (v >> 8);
+  return static_cast<int32_t>((v + (v >> 16)) & 0x3Fu);
+}
+
+// Pulse counts of one weight row into a.counts; returns how many are > 0. Operands are copied to locals
+// first: the stores to the int32 counts could otherwise alias the int32 fields behind a.up, forcing
+// reloads every iteration. Stochastic lines of x = 0 are empty, so that case needs no test for x = 0.
+int64_t pulse_counts(const RowArgs& a) {
+  const UpdateConsts u = *a.up;
+  const float* __restrict__ x = a.x;
+  const uint32_t* __restrict__ x_lines = a.x_lines;
+  int32_t* __restrict__ n = a.counts;
+  const uint32_t d_line = a.d_line;
+  const int bl = a.bl;
+  int64_t active = 0;
+  if (u.pulse_kind == kStochastic) {
+    for (int64_t j = 0; j < a.in_size; ++j) {
+      n[j] = popcount_swar(d_line & x_lines[j]);
+      active += n[j] > 0 ? 1 : 0;
+    }
+  } else {
+    for (int64_t j = 0; j < a.in_size; ++j) {
+      n[j] = x[j] == 0.0f ? 0 : coincidences(u, d_line, x_lines[j], bl);
+      active += n[j] > 0 ? 1 : 0;
+    }
+  }
+  return active;
+}
+
 template <int Kind, bool Flag, bool Noise>
 void row_impl(const RowArgs& a) {
-  const UpdateConsts& u = *a.up;
-  int32_t* n = a.counts;
-  int32_t* lanes = a.lanes;
+  pulse_counts(a);
+  const int32_t* __restrict__ n = a.counts;
+  int32_t* __restrict__ lanes = a.lanes;
   // Counting sort of the lanes by descending pulse count: the lanes still pulsing at pulse q are then the
   // first above[q] entries of `lanes`, and no noise is drawn for lanes that are done (about half of them).
   int32_t above[kMaxBL + 1] = {};  // first a histogram of the counts, then the number of lanes with count > c
-  for (int64_t j = 0; j < a.in_size; ++j) {
-    const int32_t c = a.x[j] == 0.0f ? 0 : coincidences(u, a.d_line, a.x_lines[j], a.bl);
-    n[j] = c;
-    ++above[c];
-  }
+  for (int64_t j = 0; j < a.in_size; ++j) ++above[n[j]];
   int32_t max_n = 0;
   for (int32_t c = kMaxBL, sum = 0; c >= 0; --c) {
     if (max_n == 0 && above[c] > 0) max_n = c;
@@ -118,23 +157,30 @@ void row_impl(const RowArgs& a) {
 // ConstantStep with summed pulses (UpdateConsts::sum_pulses): one step and one noise draw per crosspoint.
 template <bool Noise>
 void row_sum_impl(const RowArgs& a) {
-  int32_t* __restrict__ n = a.counts;
-  int32_t* __restrict__ lanes = a.lanes;
-  int64_t m = 0;
-  for (int64_t j = 0; j < a.in_size; ++j) {
-    const int32_t c = a.x[j] == 0.0f ? 0 : coincidences(*a.up, a.d_line, a.x_lines[j], a.bl);
-    n[j] = c;
-    lanes[m] = static_cast<int32_t>(j);
-    m += c > 0 ? 1 : 0;
+  const int64_t active = pulse_counts(a);
+  if (active == 0) return;
+  const int32_t* __restrict__ n = a.counts;
+  if (Noise && 2 * active >= a.in_size) {
+    fill_noise_all(a.table, a.noise0, a.hashes, a.s0, a.s1, a.element0, a.in_size);
+  } else if (Noise) {
+    int32_t* __restrict__ lanes = a.lanes;
+    int64_t m = 0;
+    for (int64_t j = 0; j < a.in_size; ++j) {
+      lanes[m] = static_cast<int32_t>(j);
+      m += n[j] > 0 ? 1 : 0;
+    }
+    fill_noise(a.table, a.noise0, a.noise1, a.hashes, a.s0, a.s1, a.element0, 0, lanes, m, 0);
   }
-  if (m == 0) return;
-  if (Noise) fill_noise(a.table, a.noise0, a.noise1, a.hashes, a.s0, a.s1, a.element0, 0, lanes, m, 0);
   float* __restrict__ w = a.w;
+  const float* __restrict__ p0 = a.params[0];
+  const float* __restrict__ p1 = a.params[1];
+  const float* __restrict__ p2 = a.params[2];
+  const float* __restrict__ p3 = a.params[3];
   const float* __restrict__ x = a.x;
   const float* __restrict__ sxi = a.noise0;
   const bool d_pos = a.d_pos;
   for (int64_t j = 0; j < a.in_size; ++j) {
-    const CrossPoint cp{a.params[0][j], a.params[1][j], a.params[2][j], a.params[3][j], 0.0f, 0.0f};
+    const CrossPoint cp{p0[j], p1[j], p2[j], p3[j], 0.0f, 0.0f};
     const float w1 = pulse_run_constant_step(w[j], cp, n[j], d_pos != (x[j] > 0), Noise ? sxi[j] : 0.0f);
     w[j] = n[j] > 0 ? w1 : w[j];
   }
