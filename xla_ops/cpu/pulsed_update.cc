@@ -92,8 +92,8 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
   const int64_t stride = sh.stride();
   uint32_t* ws_all = workspace->typed_data();
 
-  const Kernels kernels = select_kernels(dev.kind, dev.kind == kExpStep ? dev.complex_noise : dev.mult_noise, up.has_noise,
-                                         up.sum_pulses);
+  const bool flag = dev.kind == kExpStep ? dev.complex_noise : dev.mult_noise;
+  const Kernels kernels = select_kernels(dev.kind, flag, up.has_noise, up.sum_pulses);
 
   // Phase 1: per (seed, row) update management and pulse lines.
   parallel_for(pool, S * rows, [&](int64_t sr) {

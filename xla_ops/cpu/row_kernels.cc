@@ -62,7 +62,10 @@ __attribute__((noinline)) void fill_noise(const float* __restrict__ table, float
 __attribute__((noinline)) void fill_noise_all(const float* __restrict__ table, float* __restrict__ out0,
                                               uint32_t* __restrict__ hashes, uint32_t s0, uint32_t s1, uint32_t e0,
                                               int64_t len) {
-  for (int64_t j = 0; j < len; ++j) hashes[j] = lowbias32(lowbias32(((e0 + static_cast<uint32_t>(j)) << 4) ^ s0) ^ s1);
+  for (int64_t j = 0; j < len; ++j) {
+    const uint32_t word = (e0 + static_cast<uint32_t>(j)) << 4;
+    hashes[j] = lowbias32(lowbias32(word ^ s0) ^ s1);
+  }
   for (int64_t j = 0; j < len; ++j) out0[j] = table[static_cast<int32_t>(hashes[j] >> 16)];
 }
 
