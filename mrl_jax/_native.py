@@ -91,13 +91,15 @@ def kernel_consts(device: D.PulsedDevice, update: UpdateParameters, dw: float):
   return iconsts, fconsts
 
 
-def pack_params(device: D.PulsedDevice, params: D.DeviceParams) -> jax.Array:
-  """``float32[6, out, in]``: bounds, scales and the two device-specific parameters."""
-  keys = ("max_bound", "min_bound", "dwmin_up", "dwmin_down")
-  aux = [params[k] for k in device.aux_keys]
-  zeros = jnp.zeros_like(params["max_bound"])
-  aux = aux + [zeros] * (2 - len(aux))
-  return jnp.stack([params[k] for k in keys] + aux)
+def param_planes(device: D.PulsedDevice, params: D.DeviceParams) -> tuple[jax.Array, ...]:
+  """The six ``float32[out, in]`` parameter operands: bounds, scales and the two device-specific ones.
+
+  Separate operands rather than one stacked array, so no copy is made per call. A device with fewer
+  specific parameters passes ``max_bound`` in their place; its kernel never reads them.
+  """
+  keys = ("max_bound", "min_bound", "dwmin_up", "dwmin_down") + tuple(device.aux_keys)
+  keys = keys + ("max_bound",) * (6 - len(keys))
+  return tuple(params[k] for k in keys)
 
 
 def pulsed_update(weights, params, x, d, lr, key, device: D.PulsedDevice, update: UpdateParameters, dw=None):
@@ -114,6 +116,6 @@ def pulsed_update(weights, params, x, d, lr, key, device: D.PulsedDevice, update
       input_output_aliases={0: 0},
       vmap_method="broadcast_all",
   )
-  new_weights, _ = call(weights, pack_params(device, params), x, d, jnp.asarray(lr, jnp.float32),
+  new_weights, _ = call(weights, *param_planes(device, params), x, d, jnp.asarray(lr, jnp.float32),
                         rng.key_words(key), table, iconsts=iconsts, fconsts=fconsts)
   return new_weights

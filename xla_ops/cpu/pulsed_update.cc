@@ -1,7 +1,8 @@
 // CPU XLA FFI handler of the pulsed update: mrl_pulsed_update.
 //
 // Operands (leading batch dims of size S = seeds, or 1 when shared; trailing dims fixed):
-//   weights f32[S, out, in] (aliased to the result), params f32[S|1, 6, out, in],
+//   weights f32[S, out, in] (aliased to the result), 6 parameter planes f32[S|1, out, in] (max/min bound,
+//   up/down scale, two device-specific; mrl_jax._native.param_planes),
 //   x f32[S|1, B, in], d f32[S|1, B, out], lr f32[S|1], key u32[S|1, 2], noise_table f32[S|1, 65536].
 // Results: weights f32[S, out, in]; workspace u32[S, B, 3 + in + out] (row info and pulse lines).
 // Attributes: iconsts s32[kNumI], fconsts f32[kNumF] (layout in mrl_ops/update.h).
@@ -60,8 +61,9 @@ void parallel_for(ffi::ThreadPool& pool, int64_t n, Fn fn) {
   while (shared->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
 }
 
-ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ffi::Buffer<ffi::F32> params,
-                            ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> d, ffi::Buffer<ffi::F32> lr,
+ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ffi::Buffer<ffi::F32> p0,
+                            ffi::Buffer<ffi::F32> p1, ffi::Buffer<ffi::F32> p2, ffi::Buffer<ffi::F32> p3,
+                            ffi::Buffer<ffi::F32> p4, ffi::Buffer<ffi::F32> p5, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> d, ffi::Buffer<ffi::F32> lr,
                             ffi::Buffer<ffi::U32> key, ffi::Buffer<ffi::F32> table,
                             ffi::ResultBuffer<ffi::F32> w_out, ffi::ResultBuffer<ffi::U32> workspace,
                             ffi::Span<const int32_t> iconsts,
@@ -75,8 +77,11 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
   UpdateConsts up;
   unpack_consts(iconsts.begin(), fconsts.begin(), dev, up);
 
+  const ffi::Buffer<ffi::F32>* params[kNumParams] = {&p0, &p1, &p2, &p3, &p4, &p5};
+  const ffi::AnyBuffer::Dimensions param_dims[kNumParams] = {p0.dimensions(), p1.dimensions(), p2.dimensions(),
+                                                             p3.dimensions(), p4.dimensions(), p5.dimensions()};
   UpdateShapes sh;
-  const std::string err = check_update_shapes(w_in.dimensions(), params.dimensions(), x.dimensions(), d.dimensions(),
+  const std::string err = check_update_shapes(w_in.dimensions(), param_dims, x.dimensions(), d.dimensions(),
                                                lr.dimensions(), key.dimensions(), table.dimensions(),
                                                workspace->element_count(), sh);
   if (!err.empty()) return ffi::Error::InvalidArgument(err);
@@ -118,7 +123,6 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
   // weight and parameter rows (7 × 16 KiB) and the 256 KiB noise table in a 512 KiB L2 across batch rows.
   const int64_t block = std::max<int64_t>(1, std::min<int64_t>(out_size, (1 << 12) / std::max<int64_t>(in_size, 1)));
   const int64_t n_blocks = (out_size + block - 1) / block;
-  const float* p_all = params.typed_data();
   parallel_for(pool, S * n_blocks, [&](int64_t item) {
     const int64_t s = item / n_blocks, i0 = (item % n_blocks) * block, i1 = std::min(out_size, i0 + block);
     std::vector<int32_t> counts(static_cast<size_t>(2 * in_size));
@@ -134,7 +138,8 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
     ra.hashes = hashes.data();
     ra.noise0 = noise.data();
     ra.noise1 = noise.data() + in_size;
-    const float* ps = p_all + (sp == 1 ? 0 : s) * 6 * n_el;
+    const float* ps[kNumParams];
+    for (int k = 0; k < kNumParams; ++k) ps[k] = params[k]->typed_data() + (sp == 1 ? 0 : s) * n_el;
     for (int64_t b = 0; b < rows; ++b) {
       const uint32_t* row_ws = ws_all + (s * rows + b) * stride;
       ra.bl = static_cast<int>(row_ws[0]);
@@ -149,7 +154,7 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
         ra.d_line = ra.x_lines[in_size + i];
         ra.d_pos = dr[i] > 0;
         ra.w = w + s * n_el + i * in_size;
-        for (int k = 0; k < 6; ++k) ra.params[k] = ps + k * n_el + i * in_size;
+        for (int k = 0; k < kNumParams; ++k) ra.params[k] = ps[k] + i * in_size;
         ra.element0 = static_cast<uint32_t>(i * in_size);
         kernels.row(ra);
       }
@@ -165,7 +170,12 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MrlPulsedUpdateCpu, mrl::PulsedUpdateImpl,
                               xla::ffi::Ffi::Bind()
                                   .Ctx<xla::ffi::ThreadPool>()
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // weights
-                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // params
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // max_bound
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // min_bound
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // scale_up
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // scale_down
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // aux0
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // aux1
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // x
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // d
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // lr

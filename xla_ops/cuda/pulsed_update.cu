@@ -64,15 +64,20 @@ __global__ void RowsKernel(Consts c, UpdateShapes sh, const float* x, const floa
                        c.up.d_res_implicit);
 }
 
-__global__ void PulsesKernel(Consts c, UpdateShapes sh, const float* x, const float* d, const float* params,
+struct ParamPlanes {
+  const float* p[kNumParams];
+};
+
+__global__ void PulsesKernel(Consts c, UpdateShapes sh, const float* x, const float* d, ParamPlanes params,
                              const float* table, const uint32_t* ws, float* w) {
   const int64_t n_el = sh.n_el();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= sh.S * n_el) return;
   const int64_t s = idx / n_el, e = idx % n_el;
   const int64_t i = e / sh.in_size, j = e % sh.in_size;
-  const float* ps = params + (sh.sp == 1 ? 0 : s) * 6 * n_el;
-  const CrossPoint cp{ps[e], ps[n_el + e], ps[2 * n_el + e], ps[3 * n_el + e], ps[4 * n_el + e], ps[5 * n_el + e]};
+  const int64_t pe = (sh.sp == 1 ? 0 : s) * n_el + e;
+  const CrossPoint cp{params.p[0][pe], params.p[1][pe], params.p[2][pe], params.p[3][pe], params.p[4][pe],
+                      params.p[5][pe]};
   const float* tab = table + (sh.st == 1 ? 0 : s) * kNormalTableSize;
   float wv = w[idx];
   for (int64_t b = 0; b < sh.rows; ++b) {
@@ -90,8 +95,9 @@ __global__ void PulsesKernel(Consts c, UpdateShapes sh, const float* x, const fl
   w[idx] = wv;
 }
 
-ffi::Error PulsedUpdateCuda(cudaStream_t stream, ffi::Buffer<ffi::F32> w_in, ffi::Buffer<ffi::F32> params,
-                            ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> d, ffi::Buffer<ffi::F32> lr,
+ffi::Error PulsedUpdateCuda(cudaStream_t stream, ffi::Buffer<ffi::F32> w_in, ffi::Buffer<ffi::F32> p0,
+                            ffi::Buffer<ffi::F32> p1, ffi::Buffer<ffi::F32> p2, ffi::Buffer<ffi::F32> p3,
+                            ffi::Buffer<ffi::F32> p4, ffi::Buffer<ffi::F32> p5, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> d, ffi::Buffer<ffi::F32> lr,
                             ffi::Buffer<ffi::U32> key, ffi::Buffer<ffi::F32> table,
                             ffi::ResultBuffer<ffi::F32> w_out, ffi::ResultBuffer<ffi::U32> workspace,
                             ffi::Span<const int32_t> iconsts, ffi::Span<const float> fconsts) {
@@ -99,8 +105,10 @@ ffi::Error PulsedUpdateCuda(cudaStream_t stream, ffi::Buffer<ffi::F32> w_in, ffi
     return ffi::Error::InvalidArgument("mrl_pulsed_update: wrong number of iconsts/fconsts");
   Consts c;
   unpack_consts(iconsts.begin(), fconsts.begin(), c.dev, c.up);
+  const ffi::AnyBuffer::Dimensions param_dims[kNumParams] = {p0.dimensions(), p1.dimensions(), p2.dimensions(),
+                                                             p3.dimensions(), p4.dimensions(), p5.dimensions()};
   UpdateShapes sh;
-  const std::string err = check_update_shapes(w_in.dimensions(), params.dimensions(), x.dimensions(), d.dimensions(),
+  const std::string err = check_update_shapes(w_in.dimensions(), param_dims, x.dimensions(), d.dimensions(),
                                                lr.dimensions(), key.dimensions(), table.dimensions(),
                                                workspace->element_count(), sh);
   if (!err.empty()) return ffi::Error::InvalidArgument(err);
@@ -114,8 +122,10 @@ ffi::Error PulsedUpdateCuda(cudaStream_t stream, ffi::Buffer<ffi::F32> w_in, ffi
                                                                          workspace->typed_data());
   const int threads = 256;
   const unsigned blocks = static_cast<unsigned>((total + threads - 1) / threads);
-  PulsesKernel<<<blocks, threads, 0, stream>>>(c, sh, x.typed_data(), d.typed_data(), params.typed_data(),
-                                               table.typed_data(), workspace->typed_data(), w);
+  const ParamPlanes planes{{p0.typed_data(), p1.typed_data(), p2.typed_data(), p3.typed_data(), p4.typed_data(),
+                             p5.typed_data()}};
+  PulsesKernel<<<blocks, threads, 0, stream>>>(c, sh, x.typed_data(), d.typed_data(), planes, table.typed_data(),
+                                               workspace->typed_data(), w);
   const cudaError_t status = cudaGetLastError();
   if (status != cudaSuccess)
     return ffi::Error::Internal(std::string("mrl_pulsed_update: CUDA launch failed: ") + cudaGetErrorString(status));
@@ -128,6 +138,11 @@ ffi::Error PulsedUpdateCuda(cudaStream_t stream, ffi::Buffer<ffi::F32> w_in, ffi
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MrlPulsedUpdateCuda, mrl::PulsedUpdateCuda,
                               xla::ffi::Ffi::Bind()
                                   .Ctx<xla::ffi::PlatformStream<cudaStream_t>>()
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()

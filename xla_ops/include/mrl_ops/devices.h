@@ -15,7 +15,7 @@ enum DeviceKind : int32_t {
   kPiecewiseStep = 5,
 };
 
-// Per-crosspoint hidden parameters, in the packed order of mrl_jax._native.PACKED_KEYS.
+// Per-crosspoint hidden parameters, in the operand order of mrl_jax._native.param_planes.
 struct CrossPoint {
   float max_bound, min_bound, scale_up, scale_down, aux0, aux1;
 };

@@ -31,29 +31,36 @@ struct UpdateShapes {
   MRL_HD int64_t stride() const { return kRowHeader + in_size + out_size; }
 };
 
-inline std::string check_update_shapes(xla::ffi::AnyBuffer::Dimensions wd, xla::ffi::AnyBuffer::Dimensions pd,
+constexpr int kNumParams = 6;  // parameter planes: max/min bound, up/down scale, two device-specific
+
+inline std::string check_update_shapes(xla::ffi::AnyBuffer::Dimensions wd,
+                                       const xla::ffi::AnyBuffer::Dimensions (&pd)[kNumParams],
                                        xla::ffi::AnyBuffer::Dimensions xd, xla::ffi::AnyBuffer::Dimensions dd,
                                        xla::ffi::AnyBuffer::Dimensions ld, xla::ffi::AnyBuffer::Dimensions kd,
                                        xla::ffi::AnyBuffer::Dimensions td, int64_t workspace_count,
                                        UpdateShapes& sh) {
-  const std::string all = "weights " + dims_str(wd) + ", params " + dims_str(pd) + ", x " + dims_str(xd) + ", d " +
-                          dims_str(dd) + ", lr " + dims_str(ld) + ", key " + dims_str(kd) + ", noise_table " +
-                          dims_str(td);
-  if (wd.size() < 2 || xd.size() < 2 || dd.size() < 2 || pd.size() < 3 || kd.size() < 1 || td.size() < 1)
-    return "mrl_pulsed_update: operand rank too small: " + all;
+  std::string all = "weights " + dims_str(wd) + ", params";
+  for (const auto& p : pd) all += " " + dims_str(p);
+  all += ", x " + dims_str(xd) + ", d " + dims_str(dd) + ", lr " + dims_str(ld) + ", key " + dims_str(kd) +
+         ", noise_table " + dims_str(td);
+  bool ranks = wd.size() >= 2 && xd.size() >= 2 && dd.size() >= 2 && kd.size() >= 1 && td.size() >= 1;
+  for (const auto& p : pd) ranks = ranks && p.size() >= 2;
+  if (!ranks) return "mrl_pulsed_update: operand rank too small: " + all;
   sh.out_size = wd[wd.size() - 2];
   sh.in_size = wd[wd.size() - 1];
   sh.S = leading(wd, 2);
   sh.rows = xd[xd.size() - 2];
-  sh.sp = leading(pd, 3);
+  sh.sp = leading(pd[0], 2);
   sh.sx = leading(xd, 2);
   sh.sd = leading(dd, 2);
   sh.sl = leading(ld, 0);
   sh.sk = leading(kd, 1);
   sh.st = leading(td, 1);
+  bool params_ok = true;
+  for (const auto& p : pd)
+    params_ok = params_ok && leading(p, 2) == sh.sp && p[p.size() - 2] == sh.out_size && p[p.size() - 1] == sh.in_size;
   auto ok = [&sh](int64_t n) { return n == sh.S || n == 1; };
-  const bool good = pd[pd.size() - 3] == 6 && pd[pd.size() - 2] == sh.out_size && pd[pd.size() - 1] == sh.in_size &&
-                    xd[xd.size() - 1] == sh.in_size && dd[dd.size() - 1] == sh.out_size &&
+  const bool good = params_ok && xd[xd.size() - 1] == sh.in_size && dd[dd.size() - 1] == sh.out_size &&
                     dd[dd.size() - 2] == sh.rows && kd.back() == 2 && td.back() == kNormalTableSize && ok(sh.sp) &&
                     ok(sh.sx) && ok(sh.sd) && ok(sh.sl) && ok(sh.sk) && ok(sh.st);
   if (!good) return "mrl_pulsed_update: inconsistent operand shapes: " + all;
