@@ -2,14 +2,17 @@
 
 The extension modules ``_mrl_cpu`` and (optionally) ``_mrl_cuda`` expose their handlers as PyCapsules;
 this module registers them under the same target names for ``"cpu"`` and ``"CUDA"``, so the call below
-is platform-agnostic. Device and update configs become two constant attribute arrays (``iconsts``,
+is platform-agnostic. The CPU handler's hot loops exist once per x86-64 ISA level; ``set_cpu_variant``
+(or ``$MRL_CPU_VARIANT``) forces one, e.g. to check that every level computes the same bits. Device and update configs become two constant attribute arrays (``iconsts``,
 ``fconsts``; layout in ``xla_ops/include/mrl_ops/update.h``); everything that varies per seed or step
 (weights, parameters, inputs, lr, key) is an operand, so ``vmap`` batches it into one kernel call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +29,18 @@ MAX_PIECEWISE = 64
 _N_ICONSTS = 11
 _N_FCONSTS = 13 + 2 * MAX_PIECEWISE
 
+CPU_VARIANTS = ("baseline", "x86-64-v3", "x86-64-v4")
+"""ISA variants of the CPU kernel, in order (index = ``CpuVariant`` in ``xla_ops/cpu/row_kernels.h``)."""
+ENV_CPU_VARIANT = "MRL_CPU_VARIANT"
+# The CPU flags each level adds to the one below (GCC's x86-64 micro-architecture levels; x86-64-v2's
+# SSE4/POPCNT are implied by v3's AVX2 on every real CPU).
+_LEVEL_FLAGS = {
+    "x86-64-v3": ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"),
+    "x86-64-v4": ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"),
+}
+
 _import_error: str | None = None
+_forced_variant = "auto"  # what set_cpu_variant was last given
 _registered_platforms: list[str] = []
 
 try:
@@ -119,3 +133,82 @@ def pulsed_update(weights, params, x, d, lr, key, device: D.PulsedDevice, update
   new_weights, _ = call(weights, *param_planes(device, params), x, d, jnp.asarray(lr, jnp.float32),
                         rng.key_words(key), table, iconsts=iconsts, fconsts=fconsts)
   return new_weights
+
+
+def _cpu_flags() -> list[str]:
+  """The ISA-level flags of this CPU that matter to the kernel variants (from /proc/cpuinfo)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+  except OSError:
+    return []
+  wanted = {flag for level in _LEVEL_FLAGS.values() for flag in level}
+  return sorted(set(flags) & wanted)
+
+
+def cpu_variants() -> dict[str, bool]:
+  """``{variant: runs here}`` for every variant compiled into this build (empty without the extension)."""
+  if _mrl_cpu is None:
+    return {}
+  return {name: bool(_mrl_cpu.variant_runs_here(i)) for i, name in enumerate(CPU_VARIANTS)
+          if _mrl_cpu.variant_compiled(i)}
+
+
+def cpu_variant() -> str:
+  """The ISA variant the CPU kernel runs now: the best this CPU supports unless one was forced."""
+  if _mrl_cpu is None:
+    raise RuntimeError(f"the native CPU extension is not built: {_import_error}")
+  return CPU_VARIANTS[_mrl_cpu.cpu_variant()]
+
+
+def set_cpu_variant(name: str) -> None:
+  """Forces the CPU kernel's ISA variant for every later call in this process.
+
+  The variants compute the same bits (``docs/reproducibility.md``); forcing one serves to test that, or to
+  time them. Takes effect on the next kernel call, also in functions jitted before.
+
+  Args:
+    name: ``"auto"`` (the best this CPU supports; the default) or one of ``CPU_VARIANTS``:
+      ``"baseline"`` (x86-64 SSE2), ``"x86-64-v3"`` (AVX2, FMA, BMI2), ``"x86-64-v4"`` (AVX-512 F/BW/CD/DQ/VL).
+
+  Raises:
+    ValueError: an unknown name, a variant this build lacks, or one whose instructions this CPU lacks
+      (the message lists the CPU's flags); nothing is changed then.
+  """
+  if _mrl_cpu is None:
+    raise RuntimeError(f"the native CPU extension is not built: {_import_error}")
+  global _forced_variant
+  if name == "auto":
+    _mrl_cpu.set_cpu_variant(-1)
+    _forced_variant = name
+    return
+  if name not in CPU_VARIANTS:
+    raise ValueError(f"cpu_variant = {name!r} is invalid: allowed is 'auto' or one of "
+                     f"{', '.join(map(repr, CPU_VARIANTS))}")
+  runs = cpu_variants()
+  if name not in runs:
+    raise ValueError(f"cpu_variant = {name!r} is not compiled into this build (MRL_CPU_ARCH set, or not an x86-64 "
+                     f"machine); allowed here: 'auto', {', '.join(map(repr, runs))}")
+  if not runs[name] or not _mrl_cpu.set_cpu_variant(CPU_VARIANTS.index(name)):
+    allowed = ", ".join(repr(v) for v, ok in runs.items() if ok)
+    raise ValueError(f"cpu_variant = {name!r} cannot run on this CPU: it needs {' '.join(_LEVEL_FLAGS[name])}; "
+                     f"CPU flags found: {' '.join(_cpu_flags()) or 'none of them'}; allowed here: 'auto', {allowed}")
+  _forced_variant = name
+
+
+@contextlib.contextmanager
+def forced_cpu_variant(name: str):
+  """``with forced_cpu_variant("baseline"): ...`` runs the block on one variant, then restores the setting before."""
+  before = _forced_variant
+  set_cpu_variant(name)
+  try:
+    yield
+  finally:
+    set_cpu_variant(before)
+
+
+if _mrl_cpu is not None and os.environ.get(ENV_CPU_VARIANT):
+  try:
+    set_cpu_variant(os.environ[ENV_CPU_VARIANT])
+  except ValueError as err:
+    raise ValueError(f"${ENV_CPU_VARIANT}: {err}") from None

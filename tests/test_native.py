@@ -1,5 +1,7 @@
-"""The native XLA FFI pulsed update equals the pure-jnp reference bit for bit (jit, vmap, donation)."""
+"""The native XLA FFI pulsed update equals the pure-jnp reference bit for bit (jit, vmap, donation), under
+every ISA variant of the CPU kernel this machine runs (the ``cpu_variant`` fixture of conftest.py)."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -58,7 +60,10 @@ def test_extension_is_built_and_registered():
   assert "cpu" in _native.registered_platforms()
 
 
-def _assert_native_equals_reference(device, update):
+@functools.lru_cache(maxsize=None)
+def _reference_and_native(device_name, update_name, summed):
+  """The jnp result and the jitted native call of one case; cached, so each variant only re-runs the kernel."""
+  device, update = DEVICES[device_name], UPDATES[update_name].replace(aggregate_pulses=summed)
   w0, x, d = _inputs()
   params = device.init(jax.random.key(1), w0.shape)
 
@@ -66,41 +71,49 @@ def _assert_native_equals_reference(device, update):
     return pulsed_update(w, p, x, d, jnp.float32(0.3), jax.random.key(3), device, update, engine=engine)
 
   ref = np.asarray(jax.jit(run, static_argnums=0)("jnp", w0, params))
-  out = np.asarray(jax.jit(run, static_argnums=0)("native", w0, params))
   assert np.mean(ref != np.asarray(w0)) > 0.3  # the update does something
-  np.testing.assert_array_equal(out, ref)
+  native = jax.jit(functools.partial(run, "native"))
+  return ref, lambda: np.asarray(native(w0, params))
 
 
 @pytest.mark.parametrize("update_name", sorted(UPDATES))
 @pytest.mark.parametrize("device_name", sorted(DEVICES))
-def test_native_equals_reference_bitwise(device_name, update_name):
-  _assert_native_equals_reference(DEVICES[device_name], UPDATES[update_name])
+def test_native_equals_reference_bitwise(device_name, update_name, cpu_variant):
+  ref, native = _reference_and_native(device_name, update_name, False)
+  np.testing.assert_array_equal(native(), ref)
 
 
 @pytest.mark.parametrize("update_name", sorted(UPDATES))
 @pytest.mark.parametrize("device_name", ["constant", "constant_clean"])
-def test_native_equals_reference_bitwise_with_summed_pulses(device_name, update_name):
-  _assert_native_equals_reference(DEVICES[device_name], UPDATES[update_name].replace(aggregate_pulses=True))
+def test_native_equals_reference_bitwise_with_summed_pulses(device_name, update_name, cpu_variant):
+  ref, native = _reference_and_native(device_name, update_name, True)
+  np.testing.assert_array_equal(native(), ref)
 
 
-@pytest.mark.parametrize("summed", [False, True], ids=["pulse_by_pulse", "summed"])
-def test_native_equals_reference_with_sparse_inputs(summed):
-  """Most crosspoints get no pulse (the kernels' lane-list paths instead of their dense ones)."""
+@functools.lru_cache(maxsize=None)
+def _sparse_case(summed):
   device, update = DEVICES["constant"], M.UpdateParameters(aggregate_pulses=summed)
   w0, x, d = _inputs(out=16, inp=40, rows=5, seed=7)
   x = x * (jnp.arange(40) % 5 == 0)  # 8 of 40 inputs nonzero
   params = device.init(jax.random.key(2), w0.shape)
-  run = lambda engine: np.asarray(jax.jit(lambda: pulsed_update(w0, params, x, d, 0.3, jax.random.key(5), device,
-                                                                update, engine=engine))())
-  ref = run("jnp")
+  run = lambda engine: jax.jit(lambda: pulsed_update(w0, params, x, d, 0.3, jax.random.key(5), device, update,
+                                                     engine=engine))
+  ref = np.asarray(run("jnp")())
   changed = np.mean(ref != np.asarray(w0))
   assert 0.05 < changed < 0.3
-  np.testing.assert_array_equal(run("native"), ref)
+  native = run("native")
+  return ref, lambda: np.asarray(native())
 
 
-@pytest.mark.parametrize("device_name, summed", [("softbounds", False), ("piecewise", False),
-                                                  ("pcm_complex_noise", False), ("constant", True)])
-def test_native_equals_reference_under_vmap_over_seeds(device_name, summed):
+@pytest.mark.parametrize("summed", [False, True], ids=["pulse_by_pulse", "summed"])
+def test_native_equals_reference_with_sparse_inputs(summed, cpu_variant):
+  """Most crosspoints get no pulse (the kernels' lane-list paths instead of their dense ones)."""
+  ref, native = _sparse_case(summed)
+  np.testing.assert_array_equal(native(), ref)
+
+
+@functools.lru_cache(maxsize=None)
+def _vmap_case(device_name, summed):
   device, update = DEVICES[device_name], M.UpdateParameters(aggregate_pulses=summed)
   w0, x, d = _inputs(seed=4)
   seeds = jax.random.split(jax.random.key(9), 4)
@@ -111,8 +124,16 @@ def test_native_equals_reference_under_vmap_over_seeds(device_name, summed):
     return pulsed_update(w0, params, x, d, 0.2, k_up, device, update, engine=engine)
 
   ref = np.asarray(jax.jit(jax.vmap(lambda k: run("jnp", k)))(seeds))
-  out = np.asarray(jax.jit(jax.vmap(lambda k: run("native", k)))(seeds))
-  loop = np.stack([np.asarray(jax.jit(lambda k: run("native", k))(k)) for k in seeds])
+  vmapped = jax.jit(jax.vmap(lambda k: run("native", k)))
+  single = jax.jit(lambda k: run("native", k))
+  return ref, lambda: (np.asarray(vmapped(seeds)), np.stack([np.asarray(single(k)) for k in seeds]))
+
+
+@pytest.mark.parametrize("device_name, summed", [("softbounds", False), ("piecewise", False),
+                                                  ("pcm_complex_noise", False), ("constant", True)])
+def test_native_equals_reference_under_vmap_over_seeds(device_name, summed, cpu_variant):
+  ref, native = _vmap_case(device_name, summed)
+  out, loop = native()
   np.testing.assert_array_equal(out, ref)
   np.testing.assert_array_equal(out, loop)
   assert not np.array_equal(out[0], out[1])  # seeds differ
@@ -194,12 +215,46 @@ _THREAD_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_result_independent_of_thread_count():
-  """Same key, same bits with one CPU (a one-thread XLA pool) and with all CPUs."""
-  env = dict(os.environ)
+def test_result_independent_of_thread_count(cpu_variant):
+  """Same key, same bits with one CPU (a one-thread XLA pool) and with all CPUs; the variant forced through
+  ``$MRL_CPU_VARIANT`` as a user would."""
+  env = dict(os.environ, MRL_CPU_VARIANT=cpu_variant)
   runs = []
   for prefix in ([], ["taskset", "-c", "0"]):
     out = subprocess.run(prefix + [sys.executable, "-c", _THREAD_SCRIPT], capture_output=True, text=True, env=env,
                          check=True)
     runs.append(out.stdout)
   assert len(runs[0]) == 80 * 96 * 8 and runs[0] == runs[1]
+
+
+def test_variants_give_identical_bits_in_one_process():
+  """The same compiled program, run under each variant in turn, gives one result (no per-variant jit cache)."""
+  ref, native = _reference_and_native("softbounds", "um_ublm", False)
+  results = {}
+  for name, runs in _native.cpu_variants().items():
+    if runs:
+      with _native.forced_cpu_variant(name):
+        assert _native.cpu_variant() == name
+        results[name] = native()
+  assert len(results) >= 1 and all(np.array_equal(r, ref) for r in results.values())
+
+
+def test_forcing_a_variant_validates_its_name_and_the_cpu(monkeypatch):
+  before = _native.cpu_variant()
+  with pytest.raises(ValueError, match=r"cpu_variant = 'avx512' is invalid: allowed is 'auto' or one of 'baseline'"):
+    _native.set_cpu_variant("avx512")
+  # A CPU without AVX-512 (simulated): the message names the variant, its flags and the flags found.
+  monkeypatch.setattr(_native, "cpu_variants", lambda: {"baseline": True, "x86-64-v3": True, "x86-64-v4": False})
+  monkeypatch.setattr(_native, "_cpu_flags", lambda: ["avx", "avx2", "fma"])
+  with pytest.raises(ValueError, match=r"'x86-64-v4' cannot run on this CPU: it needs avx512f .*CPU flags found: "
+                                       r"avx avx2 fma; allowed here: 'auto', 'baseline', 'x86-64-v3'"):
+    _native.set_cpu_variant("x86-64-v4")
+  assert _native.cpu_variant() == before  # nothing changed
+
+
+def test_bad_variant_in_the_environment_is_a_clear_error_at_import():
+  env = dict(os.environ, MRL_CPU_VARIANT="x86-64-v9")
+  res = subprocess.run([sys.executable, "-c", "import mrl_jax._native"], capture_output=True, text=True, env=env)
+  assert res.returncode != 0
+  assert "$MRL_CPU_VARIANT: cpu_variant = 'x86-64-v9' is invalid" in res.stderr
+  assert "Illegal instruction" not in res.stderr

@@ -1,6 +1,8 @@
-// nanobind module _mrl_cpu: the CPU FFI handlers as PyCapsules for jax.ffi.register_ffi_target.
+// nanobind module _mrl_cpu: the CPU FFI handlers as PyCapsules for jax.ffi.register_ffi_target, and
+// the switch of the row kernels' ISA variant (mrl_jax._native.set_cpu_variant wraps it).
 #include <nanobind/nanobind.h>
 
+#include "cpu/row_kernels.h"
 #include "xla/ffi/api/c_api.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -15,4 +17,8 @@ NB_MODULE(_mrl_cpu, m) {
     d["mrl_pulsed_update"] = nb::capsule(reinterpret_cast<void*>(MrlPulsedUpdateCpu));
     return d;
   });
+  m.def("variant_compiled", &mrl::variant_compiled, nb::arg("variant"));
+  m.def("variant_runs_here", &mrl::variant_runs_here, nb::arg("variant"));
+  m.def("set_cpu_variant", &mrl::set_cpu_variant, nb::arg("variant"));
+  m.def("cpu_variant", &mrl::cpu_variant);
 }

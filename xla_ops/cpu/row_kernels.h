@@ -54,7 +54,17 @@ Kernels kernels_baseline(int kind, bool flag, bool noise, bool sum_pulses);
 Kernels kernels_x86_64_v3(int kind, bool flag, bool noise, bool sum_pulses);
 Kernels kernels_x86_64_v4(int kind, bool flag, bool noise, bool sum_pulses);
 
-// The best variant this CPU supports.
+// ISA variants, in the order of the x86-64 micro-architecture levels (mrl_jax._native.CPU_VARIANTS).
+enum CpuVariant : int { kAutoVariant = -1, kBaseline = 0, kX86_64_v3 = 1, kX86_64_v4 = 2 };
+
+bool variant_compiled(int variant);   // built into this module
+bool variant_runs_here(int variant);  // built, and this CPU has its instructions
+// Forces `variant` for every later call (kAutoVariant: the best this CPU runs). Refuses, returning
+// false, a variant that does not run here, so a forced variant can never raise SIGILL.
+bool set_cpu_variant(int variant);
+int cpu_variant();                    // the variant the next call will use
+
+// The kernels of cpu_variant().
 Kernels select_kernels(int kind, bool flag, bool noise, bool sum_pulses);
 
 }  // namespace mrl
