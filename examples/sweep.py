@@ -111,7 +111,7 @@ def main(argv=None):
       continue
     log_path.write_text(json.dumps(header) + "\n")
 
-    def log(record, log_path=log_path, point=point):
+    def log(record, _state, log_path=log_path, point=point):
       with open(log_path, "a") as f:
         f.write(json.dumps({"event": "epoch", **record}) + "\n")
       print(f"{point_name(point)} epoch {record['epoch']}: test acc {np.mean(record['test_acc']):.4f} "
@@ -119,7 +119,7 @@ def main(argv=None):
 
     records = train_seeds(make_model, make_tx, train, test, seeds=args.seeds, epochs=args.epochs,
                           batch_size=args.batch_size, data_seed=args.data_seed, to_input=data.to_float,
-                          plateau_every=args.plateau_every or None, log=log)
+                          plateau_every=args.plateau_every or None, on_epoch=log)
     rows.append(summary_row(point, records))
   write_summary(out, rows)
   plot_summary(out, rows)

@@ -47,7 +47,7 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
                 train: tuple, test: tuple, *, seeds: int, epochs: int, batch_size: int, data_seed: int = 0,
                 to_input: Callable = lambda x: x, loss_fn: Callable = nll_loss, eval_batch_size: int = 1000,
                 shard: bool = True, plateau_every: int | None = None,
-                log: Callable[[dict], None] | None = None) -> list[dict]:
+                on_epoch: Callable[[dict, TrainState], None] | None = None) -> list[dict]:
   """Trains ``seeds`` instances in one program and returns per-epoch records with per-seed metrics.
 
   Args:
@@ -61,7 +61,7 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
     shard: shard the seed axis (and, with devices to spare, the batch) over the local devices.
     plateau_every: mini-batches between the loss signals of the warm-start plateau controller (the mean
       training loss of that window); None signals once per epoch, as ``fit`` does.
-    log: called with every epoch record.
+    on_epoch: called with ``(epoch_record, state)`` after every epoch (``state``: the seed-batched ``TrainState``).
 
   Returns:
     ``[{"epoch", "train_loss": [per seed], "test_loss": [...], "test_acc": [...], "seconds"}]``.
@@ -127,8 +127,8 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
               "test_acc": (correct / len(test[0])).tolist(), "seconds": time.time() - t0}
     record.update(_warm_start_targets(state.opt))
     records.append(record)
-    if log is not None:
-      log(record)
+    if on_epoch is not None:
+      on_epoch(record, state)
   return records
 
 
