@@ -135,7 +135,7 @@ def pulsed_update(weights, params, x, d, lr, key, device: D.PulsedDevice, update
   return new_weights
 
 
-def _cpu_flags() -> list[str]:
+def cpu_flags() -> list[str]:
   """The ISA-level flags of this CPU that matter to the kernel variants (from /proc/cpuinfo)."""
   try:
     with open("/proc/cpuinfo") as f:
@@ -192,7 +192,7 @@ def set_cpu_variant(name: str) -> None:
   if not runs[name] or not _mrl_cpu.set_cpu_variant(CPU_VARIANTS.index(name)):
     allowed = ", ".join(repr(v) for v, ok in runs.items() if ok)
     raise ValueError(f"cpu_variant = {name!r} cannot run on this CPU: it needs {' '.join(_LEVEL_FLAGS[name])}; "
-                     f"CPU flags found: {' '.join(_cpu_flags()) or 'none of them'}; allowed here: 'auto', {allowed}")
+                     f"CPU flags found: {' '.join(cpu_flags()) or 'none of them'}; allowed here: 'auto', {allowed}")
   _forced_variant = name
 
 

@@ -70,7 +70,7 @@ def cpu_variant(request):
     pytest.skip(f"native variant {name}: not compiled into this build" if runs else
                 f"native extension not built: {_native.import_error()}")
   if not runs[name]:
-    pytest.skip(f"native variant {name}: this CPU lacks its instructions (flags: {' '.join(_native._cpu_flags())})")
+    pytest.skip(f"native variant {name}: this CPU lacks its instructions (flags: {' '.join(_native.cpu_flags())})")
   with _native.forced_cpu_variant(name):
     yield name
   _VARIANTS_TESTED.add(name)

@@ -245,7 +245,7 @@ def test_forcing_a_variant_validates_its_name_and_the_cpu(monkeypatch):
     _native.set_cpu_variant("avx512")
   # A CPU without AVX-512 (simulated): the message names the variant, its flags and the flags found.
   monkeypatch.setattr(_native, "cpu_variants", lambda: {"baseline": True, "x86-64-v3": True, "x86-64-v4": False})
-  monkeypatch.setattr(_native, "_cpu_flags", lambda: ["avx", "avx2", "fma"])
+  monkeypatch.setattr(_native, "cpu_flags", lambda: ["avx", "avx2", "fma"])
   with pytest.raises(ValueError, match=r"'x86-64-v4' cannot run on this CPU: it needs avx512f .*CPU flags found: "
                                        r"avx avx2 fma; allowed here: 'auto', 'baseline', 'x86-64-v3'"):
     _native.set_cpu_variant("x86-64-v4")
@@ -254,7 +254,7 @@ def test_forcing_a_variant_validates_its_name_and_the_cpu(monkeypatch):
 
 def test_bad_variant_in_the_environment_is_a_clear_error_at_import():
   env = dict(os.environ, MRL_CPU_VARIANT="x86-64-v9")
-  res = subprocess.run([sys.executable, "-c", "import mrl_jax._native"], capture_output=True, text=True, env=env)
+  res = subprocess.run([sys.executable, "-c", "import mrl_jax"], capture_output=True, text=True, env=env)
   assert res.returncode != 0
   assert "$MRL_CPU_VARIANT: cpu_variant = 'x86-64-v9' is invalid" in res.stderr
   assert "Illegal instruction" not in res.stderr
