@@ -11,6 +11,10 @@ n terms in any order, recursive or tree, has |computed − exact| ≤ (n − 1)�
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 U = 2.0 ** -24
 """Unit roundoff of float32 (round to nearest)."""
 
@@ -23,10 +27,11 @@ def sum_orders_differ(n_terms: int, abs_sum: float) -> float:
 def epoch_mean_nll(loss: float, batch: int, classes: int, steps: int) -> float:
   """The largest difference of an epoch's mean training loss between two programs that reduce differently.
 
-  The loss is the mean over ``steps`` mini-batches (added up one after the other) of the batch-mean NLL of
-  log-softmax outputs over ``classes`` classes, from bit-identical logits. Per row the log-sum-exp adds
-  ``classes`` terms in [0, 1]: |Δ log p| ≤ 2u·(C + |log p|); the batch mean adds B of those:
-  |Δℓ| ≤ 2u·(C + B·ℓ); the epoch mean of n steps adds n: |ΔL| ≤ 2u·(C + B·L) + (2n − 1)·u·L.
+  The loss is the mean over ``steps`` mini-batches (added up one after the other, then divided) of the
+  batch-mean NLL of log-softmax outputs over ``classes`` classes, from bit-identical logits. Per row the
+  log-sum-exp adds C terms in [0, 1] and rounds a log of a value ≤ C: |Δ log p| ≤ 2u·(C + ln C + |log p|);
+  the batch mean adds B of those: |Δℓ| ≤ 2u·(C + ln C + B·ℓ); the epoch mean of n steps adds n and divides:
+  |ΔL| ≤ 2u·(C + ln C + B·L) + 2n·u·L.
 
   Args:
     loss: the epoch-mean training loss L (≥ 0, nats).
@@ -34,4 +39,11 @@ def epoch_mean_nll(loss: float, batch: int, classes: int, steps: int) -> float:
     classes: classes C.
     steps: mini-batches in the epoch n.
   """
-  return 2 * U * (classes + batch * loss) + (2 * steps - 1) * U * loss
+  return 2 * U * (classes + math.log(classes) + batch * loss) + 2 * steps * U * loss
+
+
+def matmul_orders_differ(k: int, abs_products):
+  """Elementwise bound on two float32 matmuls (or convolutions) that add their K products in different
+  orders: ``abs_products`` is the same product on absolute values (``|A|·|B|``), i.e. Σ|aᵢbᵢ| per element;
+  each product rounds once, the same in both."""
+  return sum_orders_differ(k, 1.0) * np.asarray(abs_products, np.float64)

@@ -8,9 +8,9 @@ from mrl_jax.nn import AnalogLinear
 
 
 class TinyMLP(nnx.Module):
-  def __init__(self, hidden: int, rngs: nnx.Rngs):
-    self.l1 = AnalogLinear(49, hidden, rngs=rngs)
-    self.l2 = AnalogLinear(hidden, 10, rngs=rngs)
+  def __init__(self, hidden: int, rngs: nnx.Rngs, use_bias: bool = True):
+    self.l1 = AnalogLinear(49, hidden, use_bias=use_bias, rngs=rngs)
+    self.l2 = AnalogLinear(hidden, 10, use_bias=use_bias, rngs=rngs)
 
   def __call__(self, x):
     x = x.reshape(x.shape[0], 7, 4, 7, 4).mean(axis=(2, 4)).reshape(x.shape[0], -1)
