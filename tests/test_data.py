@@ -201,22 +201,29 @@ def test_cifar10_tarball_and_extracted_layouts_and_builder(tmp_path, monkeypatch
 # Fallback and errors
 
 
-def test_embedded_fallback_warns(tmp_path):
+def test_embedded_fallback_only_without_a_path(tmp_path, monkeypatch, capfd):
   empty = tmp_path / "empty"
   empty.mkdir()
+  monkeypatch.delenv("MRL_DATA_DIR", raising=False)
+  monkeypatch.setattr(sources, "DEFAULT_DATA_DIR", empty)  # no path given, and nothing at the default
+  monkeypatch.setattr(loader, "_ANNOUNCED", [])
   with pytest.warns(D.EmbeddedDataWarning, match="embedded MNIST subset"):
-    x, y = D.load_dataset("mnist", "train", data_dir=empty, tfds_dir=tmp_path / "tfds")
+    x, y = D.load_dataset("mnist", "train", tfds_dir=tmp_path / "tfds", download=False)
+  assert "embedded MNIST subset" in capfd.readouterr().err  # printed, not only a warning
   assert x.shape == (10000, 28, 28, 1) and x.dtype == np.uint8 and y.dtype == np.int32
   np.testing.assert_array_equal(y[:10], [5, 0, 4, 1, 9, 2, 1, 3, 1, 4])
   with pytest.warns(D.EmbeddedDataWarning):
-    xt, _ = D.load_dataset("mnist", "test", data_dir=empty, tfds_dir=tmp_path / "tfds")
+    xt, _ = D.load_dataset("mnist", "test", tfds_dir=tmp_path / "tfds", download=False)
   assert xt.shape == (2000, 28, 28, 1)
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     with pytest.raises(D.DatasetNotFoundError, match="MRL_DATA_DIR"):
-      D.load_dataset("mnist", "train", data_dir=empty, tfds_dir=tmp_path / "tfds", allow_embedded=False)
+      D.load_dataset("mnist", "train", tfds_dir=tmp_path / "tfds", download=False, allow_embedded=False)
     with pytest.raises(FileNotFoundError, match="fashion_mnist"):  # no embedded fallback for other datasets
-      D.load_dataset("fashion_mnist", "train", data_dir=empty, tfds_dir=tmp_path / "tfds")
+      D.load_dataset("fashion_mnist", "train", tfds_dir=tmp_path / "tfds", download=False)
+    # An explicit path is never replaced by the embedded subset.
+    with pytest.raises(D.DatasetNotFoundError, match=f"{empty}.*MRL_DATA_DIR"):
+      D.load_dataset("mnist", "train", data_dir=empty, tfds_dir=tmp_path / "tfds")
 
 
 def test_env_var_selects_data_dir(tmp_path, monkeypatch):

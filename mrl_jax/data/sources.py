@@ -155,6 +155,50 @@ def find_dataset_dir(name: str, root: str | os.PathLike) -> Path | None:
   return None
 
 
+def source_files(name: str, root: str | os.PathLike, split: str) -> list[Path]:
+  """The files under ``root`` that hold ``name``'s data, checked for completeness; those of ``split`` are returned.
+
+  Preparing a dataset reads both splits, so every file of both must be there. For CIFAR-10 in a tarball only the
+  tarball's presence is checked here (its members are checked when it is read).
+
+  Args:
+    name: dataset name.
+    root: data directory (or, for CIFAR-10, a batch folder or the tarball).
+    split: ``"train"`` or ``"test"``.
+
+  Returns:
+    The paths of ``split``'s files (for a CIFAR-10 folder each ``.bin`` or, failing that, ``.bin.xz``).
+
+  Raises:
+    DatasetNotFoundError: ``root`` holds none of the files or only some; the message names ``root`` and every
+      missing file.
+  """
+  root = Path(root)
+  located = root if (name == "cifar10" and root.is_file()) else find_dataset_dir(name, root)
+  if name == "cifar10":
+    expected = tuple(CIFAR_SHA256)
+  else:
+    expected = tuple(IDX_SHA256[name])
+  if located is None:
+    raise DatasetNotFoundError(f"{name}: {root} holds none of the dataset files ({', '.join(expected)})"
+                               f"{'' if root.exists() else '; the path does not exist'}. {how_to_supply(name)}")
+  if located.is_file():  # the CIFAR-10 tarball
+    return [located]
+
+  def present(fname: str) -> Path | None:
+    for candidate in (located / fname, located / f"{fname}.xz") if name == "cifar10" else (located / fname,):
+      if candidate.is_file():
+        return candidate
+    return None
+
+  missing = [fname for fname in expected if present(fname) is None]
+  if missing:
+    raise DatasetNotFoundError(f"{name}: {located} is incomplete: missing {', '.join(missing)}. "
+                               f"{how_to_supply(name)}")
+  wanted = CIFAR_SPLIT_FILES[split] if name == "cifar10" else IDX_SPLIT_FILES[split]
+  return [present(fname) for fname in wanted]
+
+
 def idx_files(name: str, directory: str | os.PathLike, split: str, verify: bool = True) -> tuple[Path, Path]:
   """Paths ``(images, labels)`` of an MNIST-style split in ``directory``, checked against the canonical sha256.
 
