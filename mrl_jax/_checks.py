@@ -15,6 +15,15 @@ def finite(owner: str, name: str, value: float) -> None:
     _fail(owner, name, value, "a finite number")
 
 
+FINITE_NON_NEGATIVE = "finite values >= 0"
+
+
+def finite_non_negative(label: str, value: Any) -> None:
+  """For values that are not a config field (a function argument, a CLI flag): ``label`` names what is checked."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    raise ValueError(f"{label} = {value!r} is invalid: allowed range is {FINITE_NON_NEGATIVE}")
+
+
 def positive(owner: str, name: str, value: float) -> None:
   finite(owner, name, value)
   if value <= 0:

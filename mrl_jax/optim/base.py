@@ -15,7 +15,10 @@ from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from mrl_jax import _checks
 
 
 class AnalogGradient(NamedTuple):
@@ -45,6 +48,33 @@ def learning_rate_at(learning_rate: ScalarOrSchedule, count) -> jax.Array:
   """The SGD learning rate at step ``count`` (float32)."""
   value = learning_rate(count) if callable(learning_rate) else learning_rate
   return jnp.asarray(value, jnp.float32)
+
+
+def check_learning_rate(learning_rate: ScalarOrSchedule, owner: str) -> None:
+  """Rejects a negative or non-finite learning rate when the transformation is built.
+
+  A schedule is evaluated at count 0: a sign or unit mistake shows there, while later steps run under ``jit`` where
+  a bad value can only be skipped (the tiles' non-finite policy), not reported. A traced value is left alone.
+
+  Args:
+    learning_rate: a number, a scalar array or a schedule ``count -> rate``.
+    owner: the factory's name, for the message.
+
+  Raises:
+    ValueError: ``"<owner>: learning_rate = -0.1 is invalid: allowed range is finite values >= 0"``.
+  """
+  value, label = learning_rate, f"{owner}: learning_rate"
+  if callable(learning_rate):
+    value, label = learning_rate(jnp.int32(0)), f"{owner}: learning_rate(0)"
+  if not isinstance(value, (int, float)):  # an array: read it back unless it is traced
+    try:
+      array = np.asarray(value)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+      return
+    if array.size == 1 and array.dtype.kind in "fiu":
+      # Through str, a float32 -0.1 reads -0.1 in the message rather than -0.10000000149011612.
+      value = float(str(array.reshape(())[()]))
+  _checks.finite_non_negative(label, value)
 
 
 def schedule_count(own_count, shared_count=None) -> jax.Array:

@@ -451,6 +451,7 @@ def chopped_transfer(config: ChoppedTransfer, learning_rate: base.ScalarOrSchedu
   """
   if not isinstance(config, ChoppedTransfer):
     raise TypeError(f"chopped_transfer: config must be a ChoppedTransfer, got {type(config).__name__}")
+  base.check_learning_rate(learning_rate, "chopped_transfer")
   key = base.as_key(key)
 
   def init_fn(params):

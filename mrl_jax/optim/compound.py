@@ -379,6 +379,7 @@ def transfer_compound(config: TransferCompound, learning_rate: base.ScalarOrSche
     the warm-start plateau controller. ``count`` (see ``base.schedule_count``) is the number of updates
     before this one, shared by all instances when vmapping over device seeds.
   """
+  base.check_learning_rate(learning_rate, "transfer_compound")
   key = base.as_key(key)
 
   def init_fn(params):

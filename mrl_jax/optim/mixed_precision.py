@@ -74,6 +74,7 @@ def apply_pulse_counts(device: PulsedDevice, tile: TileState, n, up, key) -> Til
 
 def mixed_precision(config: MixedPrecision, learning_rate: base.ScalarOrSchedule, key=0):
   """Mixed-precision training of every analog weight (see the module docstring)."""
+  base.check_learning_rate(learning_rate, "mixed_precision")
   key = base.as_key(key)
   eps = jnp.float32(config.granularity * config.device.dw_min)
 

@@ -33,6 +33,7 @@ def analog_sgd(device: PulsedDevice, learning_rate: base.ScalarOrSchedule, updat
   """
   if not isinstance(device, PulsedDevice):
     raise TypeError(f"analog_sgd: device must be a PulsedDevice, got {type(device).__name__}")
+  base.check_learning_rate(learning_rate, "analog_sgd")
   key = base.as_key(key)
 
   def init_fn(params):
