@@ -9,8 +9,10 @@ follow the reference: batch 128, lr 0.1 (0.2 for FP), ×0.1 every 100 epochs, 20
 Normalize(0.5, 0.5), pad-4 random crop and horizontal flip (``--cutout --autoaugment`` complete the reference
 pipeline), perfect forward/backward I/O; the transfer read of ResL stays at AIHWKit's noisy default as in the
 reference, TT-v1/TT-v2 read through the forward/backward I/O (``--transfer-read`` overrides both).
-``--synthetic N`` trains on synthetic CIFAR-shaped data (CPU smoke runs). Metrics go to ``OUT/metrics.jsonl``; a
-checkpoint is written every epoch (``--resume`` continues).
+``--synthetic N`` trains on synthetic CIFAR-shaped data (CPU smoke runs). ``OUT/meta.json`` records the settings
+and the data files (sha256); metrics go to ``OUT/metrics.jsonl``; a checkpoint is written every epoch. An existing run
+directory needs ``--resume`` (continue, same settings except e.g. ``--epochs``) or ``--overwrite`` (delete it first).
+Ctrl-C checkpoints and prints the command that resumes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from mrl_jax.io import PERFECT_IO, IOParameters  # noqa: E402
 from mrl_jax.models.resnet import ResNet  # noqa: E402
 from mrl_jax.nn import analog_partition  # noqa: E402
 from mrl_jax.pulses import UpdateParameters  # noqa: E402
+from mrl_jax.training import cli  # noqa: E402
 from mrl_jax.training.loop import FitConfig, fit  # noqa: E402
 
 SETTINGS = ("ResL", "TTv1", "TTv2", "MP", "SGD", "FP")
@@ -299,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--warm-start", default="via_tile1", choices=("direct", "via_tile1", "cuda_exact", "none"))
   p.add_argument("--epochs", "--EPOCHS", dest="epochs", type=int, default=200)
   p.add_argument("--batch-size", "--BATCH_SIZE", dest="batch_size", type=int, default=128)
-  p.add_argument("--lr", "--LR", dest="lr", type=float, default=None,
+  p.add_argument("--lr", "--LR", dest="lr", type=cli.learning_rate_arg, default=None,
                  help="SGD learning rate (default 0.1; 0.2 for FP, as the reference's torch baseline)")
   p.add_argument("--lr-step", "--lr-decay-every", dest="lr_step", type=int, default=100,
                  help="epochs between ×0.1 learning-rate steps (StepLR)")
@@ -321,9 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "y_test (see scripts/gpu_cifar.sh --prepare)")
   p.add_argument("--train-subset", type=int, default=0, help="use only the first N training images (0 = all)")
   p.add_argument("--test-subset", type=int, default=0, help="use only the first N test images (0 = all)")
-  p.add_argument("--out", default=None, help="run directory for metrics and checkpoints")
+  cli.add_run_dir_arguments(p)
   p.add_argument("--log-jsonl", default=None, help="also append the per-epoch records to this file")
-  p.add_argument("--resume", action="store_true")
   p.add_argument("--checkpoint-every-steps", type=int, default=0)
   p.add_argument("--engine", default="auto", choices=("auto", "native", "jnp"))
   p.add_argument("--no-progress", action="store_true")
@@ -375,27 +377,35 @@ def build_model(args) -> ResNet:
   return nnx.jit(create)(nnx.Rngs(params=args.seed, noise=args.seed + 1))
 
 
-def load_data(args):
+def load_data(args, with_provenance: bool = False):
+  """``(train, test)`` of the CLI's data settings; with ``with_provenance`` also where they came from (for
+  ``meta.json``: files with sha256, or the synthetic generator's settings)."""
   if args.synthetic:
     train = data.synthetic_cifar(args.synthetic, seed=args.seed)
     test = data.synthetic_cifar(max(args.synthetic // 5, 100), seed=args.seed + 1)
+    provenance = {split: {"source": "synthetic", "n": len(part[0]), "seed": seed, "files": []}
+                  for split, part, seed in (("train", train, args.seed), ("test", test, args.seed + 1))}
   elif args.data_npz:
     with np.load(args.data_npz) as f:
       train = (f["x_train"], f["y_train"].astype(np.int32))
       test = (f["x_test"], f["y_test"].astype(np.int32))
+    record = {"source": "npz", "files": [{"path": str(Path(args.data_npz).resolve()),
+                                          "sha256": data.sources.sha256_file(args.data_npz)}]}
+    provenance = {"train": record, "test": record}
   else:
-    train = data.load_dataset("cifar10", "train", data_dir=args.data_dir)
-    test = data.load_dataset("cifar10", "test", data_dir=args.data_dir)
+    train, train_source = data.load_with_provenance("cifar10", "train", data_dir=args.data_dir)
+    test, test_source = data.load_with_provenance("cifar10", "test", data_dir=args.data_dir)
+    provenance = {"train": train_source, "test": test_source}
   if args.train_subset:
     train = (train[0][: args.train_subset], train[1][: args.train_subset])
   if args.test_subset:
     test = (test[0][: args.test_subset], test[1][: args.test_subset])
-  return train, test
+  return (train, test, provenance) if with_provenance else (train, test)
 
 
 def main(argv=None):
   args = build_parser().parse_args(argv)
-  (images, labels), test = load_data(args)
+  (images, labels), test, provenance = load_data(args, with_provenance=True)
   aug = Augmentation(crop_padding=args.crop_padding, flip=args.flip, cutout=args.cutout,
                      autoaugment=args.autoaugment)
   train = (AugmentedImages(images, aug, args.seed), labels)
@@ -408,6 +418,7 @@ def main(argv=None):
         f"{len(images)} train, {len(test[0])} test images; setting {args.setting}, {args.n_states:g} states, "
         f"lr {learning_rate(args):g}, {steps_per_epoch} steps per epoch", file=sys.stderr)
   cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out_dir=args.out, resume=args.resume,
+                  overwrite=args.overwrite, resume_safe_fields=cli.SAFE_TO_CHANGE,
                   checkpoint_every_steps=args.checkpoint_every_steps, seed=args.seed, progress=not args.no_progress)
 
   def on_epoch(record, state):
@@ -416,12 +427,14 @@ def main(argv=None):
       with open(args.log_jsonl, "a") as f:
         f.write(json.dumps({"setting": args.setting, **record}) + "\n")
 
+  # The learning rate as resolved (its default depends on the setting), so that a resume compares what ran.
+  run_meta = {**vars(args), "lr": learning_rate(args)}
   _, history, _ = fit(model, tx, train, test, cfg, loss_fn=make_loss(args.label_smoothing), to_input=to_input,
-                      run_meta=vars(args), on_epoch=on_epoch)
+                      run_meta=run_meta, on_epoch=on_epoch, provenance=provenance)
   final = history[-1] if history else {}
   print(f"final test accuracy: {final.get('test_acc', float('nan')):.4f}")
   return final
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

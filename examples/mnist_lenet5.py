@@ -6,8 +6,11 @@ Settings: ResL (MRL with warm start), TTv1, TTv2 (buffered), TTv3 (chopped c-TTv
 (mixed precision), SGD (analog SGD), FP (floating point). Every analog setting uses
 ``SoftBoundsDevice(±1, dw_min = 2/n_states)``. Defaults follow the reference: batch 8, lr 0.05,
 ×0.1 every 50 epochs, 200 epochs, perfect forward/backward I/O. Without the MNIST files the run uses
-the embedded MNIST subset (a notice is printed). Metrics go to ``OUT/metrics.jsonl``; a checkpoint is
-written every epoch (``--resume`` continues); ``python -m mrl_jax.training.plots OUT`` draws the curves.
+the embedded MNIST subset (a notice is printed); an explicit ``--data-dir`` must hold the files. ``OUT/meta.json``
+records the settings and the data files (sha256); metrics go to ``OUT/metrics.jsonl``; a checkpoint is written every
+epoch. An existing run directory needs ``--resume`` (continue, same settings except e.g. ``--epochs``) or
+``--overwrite`` (delete it first). Ctrl-C checkpoints and prints the command that resumes;
+``python -m mrl_jax.training.plots OUT`` draws the curves.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from mrl_jax import data, optim  # noqa: E402
 from mrl_jax.io import PERFECT_IO, IOParameters  # noqa: E402
 from mrl_jax.models import LeNet5  # noqa: E402
 from mrl_jax.nn import analog_partition  # noqa: E402
+from mrl_jax.training import cli  # noqa: E402
 from mrl_jax.training.loop import FitConfig, fit  # noqa: E402
 
 SETTINGS = ("ResL", "TTv1", "TTv2", "TTv3", "TTv4", "MP", "SGD", "FP")
@@ -42,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--warm-start", default="via_tile1", choices=("direct", "via_tile1", "cuda_exact", "none"))
   p.add_argument("--epochs", "--EPOCHS", dest="epochs", type=int, default=200)
   p.add_argument("--batch-size", "--BATCH_SIZE", dest="batch_size", type=int, default=8)
-  p.add_argument("--lr", "--LR", dest="lr", type=float, default=0.05)
+  p.add_argument("--lr", "--LR", dest="lr", type=cli.learning_rate_arg, default=0.05)
   p.add_argument("--lr-decay-every", type=int, default=50, help="epochs between ×0.1 learning-rate steps")
   p.add_argument("--seed", type=int, default=0, help="device and data seed")
   p.add_argument("--io-perfect", action=argparse.BooleanOptionalAction, default=True,
@@ -52,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--train-subset", type=int, default=0, help="use only the first N training images (0 = all)")
   p.add_argument("--embedded", action="store_true",
                  help="use the MNIST subset shipped in the package (10,000 train / 2,000 test images)")
-  p.add_argument("--out", default=None, help="run directory for metrics and checkpoints")
-  p.add_argument("--resume", action="store_true")
+  cli.add_run_dir_arguments(p)
   p.add_argument("--checkpoint-every-steps", type=int, default=0)
   p.add_argument("--engine", default="auto", choices=("auto", "native", "jnp"))
   p.add_argument("--no-progress", action="store_true")
@@ -92,9 +95,11 @@ def main(argv=None):
     if args.dataset != "mnist":
       raise SystemExit("--embedded is MNIST only")
     (images, labels), test = data.embedded_mnist("train"), data.embedded_mnist("test")
+    provenance = {"train": data.embedded_provenance("train"), "test": data.embedded_provenance("test")}
   else:
-    images, labels = data.load_dataset(args.dataset, "train", data_dir=args.data_dir)
-    test = data.load_dataset(args.dataset, "test", data_dir=args.data_dir)
+    (images, labels), train_source = data.load_with_provenance(args.dataset, "train", data_dir=args.data_dir)
+    test, test_source = data.load_with_provenance(args.dataset, "test", data_dir=args.data_dir)
+    provenance = {"train": train_source, "test": test_source}
   if args.train_subset:
     images, labels = images[: args.train_subset], labels[: args.train_subset]
   io = PERFECT_IO if args.io_perfect else IOParameters()
@@ -104,8 +109,10 @@ def main(argv=None):
   print(f"LeNet-5 / {args.dataset}: {len(images)} train, {len(test[0])} test images; setting {args.setting}, "
         f"{args.n_states:g} states, {steps_per_epoch} steps per epoch", file=sys.stderr)
   cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out_dir=args.out, resume=args.resume,
+                  overwrite=args.overwrite, resume_safe_fields=cli.SAFE_TO_CHANGE,
                   checkpoint_every_steps=args.checkpoint_every_steps, seed=args.seed, progress=not args.no_progress)
-  _, history, state = fit(model, tx, (images, labels), test, cfg, to_input=data.to_float, run_meta=vars(args))
+  _, history, state = fit(model, tx, (images, labels), test, cfg, to_input=data.to_float, run_meta=vars(args),
+                          provenance=provenance)
   if args.out and history:
     from mrl_jax.training import plots
     plots.plot_curves(args.out)
@@ -118,4 +125,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

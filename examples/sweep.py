@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from mrl_jax import data  # noqa: E402
 from mrl_jax.io import PERFECT_IO, IOParameters  # noqa: E402
 from mrl_jax.models import LeNet5  # noqa: E402
+from mrl_jax.training import cli  # noqa: E402
 from mrl_jax.training.sweep import summarize, train_seeds  # noqa: E402
 
 
@@ -49,7 +50,7 @@ def build_parser():
   p.add_argument("--seeds", type=int, default=3)
   p.add_argument("--epochs", type=int, default=3)
   p.add_argument("--batch-size", type=int, default=8)
-  p.add_argument("--lr", type=float, default=0.05)
+  p.add_argument("--lr", type=cli.learning_rate_arg, default=0.05)
   p.add_argument("--lr-decay-every", type=int, default=50)
   p.add_argument("--io-perfect", action=argparse.BooleanOptionalAction, default=True)
   p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion_mnist"))

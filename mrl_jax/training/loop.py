@@ -10,10 +10,13 @@ run resumes bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Optional
@@ -29,6 +32,7 @@ from mrl_jax.nn.tape import value_and_analog_grad
 from mrl_jax.optim.base import AnalogGradient, is_analog_gradient
 from mrl_jax.tile import skipped_updates
 from mrl_jax.training import checkpoint as ckpt
+from mrl_jax.training import rundir
 
 
 class TrainState(NamedTuple):
@@ -127,8 +131,13 @@ class FitConfig:
     epochs: number of epochs.
     batch_size: training batch size (incomplete last batches are dropped).
     eval_batch_size: evaluation batch size.
-    out_dir: run directory (metrics.jsonl, checkpoints); None disables both.
-    resume: continue from the newest checkpoint in ``out_dir``.
+    out_dir: run directory (meta.json, metrics.jsonl, checkpoints); None disables them. A directory that already
+      holds a run needs ``resume`` or ``overwrite`` (see :mod:`mrl_jax.training.rundir`).
+    resume: continue from the newest checkpoint in ``out_dir``; the run's recorded configuration must match except
+      in ``resume_safe_fields``.
+    overwrite: delete the run in ``out_dir`` (its meta.json, metrics.jsonl, checkpoints and plots) and start afresh.
+    resume_safe_fields: fields of ``run_meta`` that may differ on a resume (``epochs``, say); the loop's own
+      ``epochs``, ``eval_batch_size`` and ``checkpoint_every_steps`` always may.
     checkpoint_every_steps: extra mid-epoch checkpoints (0 = only at epoch ends).
     seed: data-order seed.
     progress: show a tqdm bar.
@@ -143,6 +152,8 @@ class FitConfig:
   eval_batch_size: int = 1000
   out_dir: Optional[str] = None
   resume: bool = False
+  overwrite: bool = False
+  resume_safe_fields: tuple[str, ...] = ()
   checkpoint_every_steps: int = 0
   seed: int = 0
   progress: bool = True
@@ -153,12 +164,70 @@ class FitConfig:
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"FitConfig.{name} = {value!r} is invalid: allowed range is integers >= 1")
+    if self.resume and self.overwrite:
+      raise ValueError("FitConfig.resume and FitConfig.overwrite are both True: they exclude each other (resume "
+                       "continues the run in out_dir, overwrite deletes it)")
     if self.non_finite not in NON_FINITE_POLICIES:
       raise ValueError(f"FitConfig.non_finite = {self.non_finite!r} is invalid: allowed is one of "
                        f"{', '.join(map(repr, NON_FINITE_POLICIES))}")
 
 
 NON_FINITE_POLICIES = ("skip", "raise")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+  """Training stopped on Ctrl-C (SIGINT).
+
+  Attributes:
+    checkpoint: the newest complete checkpoint (None without ``out_dir`` or if none was written yet).
+    epoch: finished epochs at that point.
+    position: batches of the next epoch done at that point.
+  """
+
+  def __init__(self, checkpoint: Path | None, epoch: int, position: int):
+    if position:
+      when = f"in epoch {epoch + 1} after batch {position}"
+    else:
+      when = f"at the end of epoch {epoch}" if epoch else "before the first step"
+    where = f"last checkpoint {checkpoint}" if checkpoint is not None else "no checkpoint written"
+    super().__init__(f"training interrupted {when}; {where}")
+    self.when = when
+    self.checkpoint, self.epoch, self.position = checkpoint, epoch, position
+
+
+class _StopRequest:
+  """Set by the first Ctrl-C: the loop finishes its step, checkpoints and raises ``TrainingInterrupted``."""
+
+  def __init__(self):
+    self.requested = False
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(stop: _StopRequest, immediate: Callable[[], BaseException]):
+  """Turns SIGINT into ``stop.requested`` while the block runs; a second SIGINT raises ``immediate()`` at once.
+
+  Signal handlers can only be set from the main thread, so elsewhere (and where SIGINT is ignored, as in a
+  background job) nothing changes. The previous handler is restored afterwards.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  previous = signal.getsignal(signal.SIGINT)
+  if previous is signal.SIG_IGN:
+    yield
+    return
+
+  def handler(signum, frame):
+    if stop.requested:
+      raise immediate()
+    # Only a flag: raising here could land mid-step, after the step donated the state it was given.
+    stop.requested = True
+
+  signal.signal(signal.SIGINT, handler)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def evaluate_dataset(evaluate, model_state, images, labels, batch_size: int):
@@ -174,8 +243,13 @@ def evaluate_dataset(evaluate, model_state, images, labels, batch_size: int):
 
 def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test: tuple, cfg: FitConfig,
         loss_fn: Callable = nll_loss, to_input: Callable = lambda x: x, run_meta: dict | None = None,
-        on_epoch: Callable | None = None):
-  """Trains ``model`` with ``tx`` and returns ``(model, history)``.
+        on_epoch: Callable | None = None, provenance: dict | None = None):
+  """Trains ``model`` with ``tx`` and returns ``(model, history, state)``.
+
+  With ``out_dir``, the run directory is checked first (:mod:`mrl_jax.training.rundir`): an existing run needs
+  ``resume`` or ``overwrite``, and a resume must keep the recorded configuration. Ctrl-C (SIGINT, when ``fit`` runs
+  in the main thread) finishes the current step, writes a checkpoint and raises :class:`TrainingInterrupted`; a
+  second Ctrl-C raises it at once, naming the newest checkpoint already written.
 
   Args:
     model: an nnx model (analog layers and digital parameters).
@@ -184,86 +258,127 @@ def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test:
     cfg: loop settings.
     loss_fn: ``loss_fn(model, x, y) -> (loss, n_correct)``.
     to_input: maps a numpy image batch to the model input (e.g. uint8 → float32 in [0, 1]).
-    run_meta: extra JSON metadata stored in every checkpoint and the first metrics line.
+    run_meta: the caller's resolved configuration (JSON): stored in ``meta.json``, every checkpoint and the first
+      metrics line, and compared on a resume.
     on_epoch: called with ``(epoch_record, state)`` after every epoch.
+    provenance: where the data came from (e.g. ``{"train": ..., "test": ...}`` of ``mrl_jax.data.provenance``):
+      stored in ``meta.json``; on a resume the files' sha256 must match.
 
   Returns:
     ``(model, history, state)``: the trained model (state merged back), the per-epoch records and the final
     ``TrainState``.
+
+  Raises:
+    rundir.RunExistsError, rundir.ResumeMismatchError: the run directory cannot be used as asked (nothing changed).
+    TrainingInterrupted: on Ctrl-C.
   """
+  out = Path(cfg.out_dir) if cfg.out_dir else None
+  plan = None
+  if out is not None:  # before anything else: a refused request must not have changed the directory
+    plan = rundir.plan_run(out, resume=cfg.resume, overwrite=cfg.overwrite, config=run_meta,
+                           fit={k: getattr(cfg, k) for k in rundir.FIT_FIELDS}, data=provenance,
+                           safe=cfg.resume_safe_fields)
   graphdef, state = init_state(model, tx)
   step = make_train_step(graphdef, tx, loss_fn)
   evaluate = make_eval_step(graphdef, loss_fn)
-  out = Path(cfg.out_dir) if cfg.out_dir else None
   meta = {"epoch": 0, "position": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "last_epoch_loss": None,
           "non_finite_steps": 0, "history": []}
-  if out is not None and cfg.resume and (latest := ckpt.latest_checkpoint(out)) is not None:
-    state, saved = ckpt.load_checkpoint(latest, state)
-    meta.update({k: saved[k] for k in meta if k in saved})
-    print(f"resumed from {latest} (epoch {meta['epoch']}, batch {meta['position']})", file=sys.stderr)
-  elif out is not None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.jsonl").write_text(json.dumps({"event": "start", **(run_meta or {})}) + "\n")
   images, labels = train
   n_batches = len(images) // cfg.batch_size
   if n_batches == 0:
     raise ValueError(f"batch_size = {cfg.batch_size} is larger than the training set ({len(images)} samples)")
+  if plan is not None and plan.resume:
+    latest = ckpt.latest_checkpoint(out)
+    if latest is not None:
+      state, saved = ckpt.load_checkpoint(latest, state)
+      meta.update({k: saved[k] for k in meta if k in saved})
+      print(f"resumed from {latest} (epoch {meta['epoch']}, batch {meta['position']})", file=sys.stderr)
+    else:
+      print(f"{out} holds no complete checkpoint yet: its run starts again from the beginning", file=sys.stderr)
+    rundir.record_resume(plan, latest, meta["epoch"], meta["position"])
+  elif plan is not None:
+    rundir.start_run(plan)
+  saved_at = {"key": None, "path": None}
 
   def save(meta_now):
-    if out is not None:
-      ckpt.save_checkpoint(out, meta_now["epoch"] * 1_000_000 + meta_now["position"], state,
-                           {**meta_now, "run": run_meta or {}})
+    if out is None:
+      return None
+    key = (meta_now["epoch"], meta_now["position"])
+    if saved_at["key"] != key:  # an interrupt right after a periodic checkpoint reuses it
+      saved_at["path"] = ckpt.save_checkpoint(out, meta_now["epoch"] * 1_000_000 + meta_now["position"], state,
+                                              {**meta_now, "run": run_meta or {}})
+      saved_at["key"] = key
+    return saved_at["path"]
 
-  while meta["epoch"] < cfg.epochs:
-    epoch = meta["epoch"]
-    order = epoch_order(len(images), cfg.seed, epoch)[: n_batches * cfg.batch_size].reshape(n_batches, -1)
-    bar = _progress(cfg.progress, n_batches, meta["position"], f"epoch {epoch + 1}/{cfg.epochs}")
-    t0 = time.time()
-    for b in range(meta["position"], n_batches):
-      idx = order[b]
-      signal = meta["last_epoch_loss"] if (b == 0 and meta["last_epoch_loss"] is not None) else math.nan
-      state, loss, correct = step(state, to_input(images[idx]), jnp.asarray(labels[idx]), jnp.float32(signal))
-      meta["position"] = b + 1
-      if not math.isfinite(float(loss)):
-        # The step's updates were skipped (tiles and digital parameters), so the state is still good.
-        meta["non_finite_steps"] += 1
-        if cfg.non_finite == "raise":
-          save(meta)
-          raise FloatingPointError(
-              f"non-finite training loss {float(loss)} at epoch {epoch + 1}, batch {b + 1}; the step's updates "
-              f"were skipped and the unchanged state was checkpointed. Skipped tile updates so far: "
-              f"{_skip_summary(state.opt)}")
-      else:
-        meta["loss_sum"] += float(loss)
-        meta["correct"] += int(correct)
-        meta["seen"] += 1
-      if bar is not None:
-        bar.update(1)
-        if b % 50 == 0:
-          bar.set_postfix(loss=f"{meta['loss_sum'] / max(meta['seen'], 1):.4f}",
-                          acc=f"{meta['correct'] / max(meta['seen'] * cfg.batch_size, 1):.3f}")
-      if cfg.checkpoint_every_steps and (b + 1) % cfg.checkpoint_every_steps == 0 and b + 1 < n_batches:
-        save(meta)
-    if bar is not None:
-      bar.close()
-    train_loss = meta["loss_sum"] / max(meta["seen"], 1)
-    train_acc = meta["correct"] / max(meta["seen"] * cfg.batch_size, 1)
-    test_loss, test_acc = evaluate_dataset(evaluate, state.model, to_input(test[0]), test[1], cfg.eval_batch_size)
-    record = {"event": "epoch", "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
-              "test_loss": test_loss, "test_acc": test_acc, "seconds": time.time() - t0}
-    record.update(_warm_start_info(state.opt), non_finite_steps=meta["non_finite_steps"],
-                  skipped_updates=sum(int(v) for v in skipped_updates(state.opt).values()))
-    meta["history"].append(record)
-    meta.update(epoch=epoch + 1, position=0, loss_sum=0.0, correct=0, seen=0, last_epoch_loss=train_loss,
-                non_finite_steps=0)
-    print(f"epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.4f} | test loss {test_loss:.4f} "
-          f"acc {test_acc:.4f} ({record['seconds']:.1f}s)", file=sys.stderr)
-    if out is not None:
-      with open(out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-    save(meta)
-    if on_epoch is not None:
-      on_epoch(record, state)
+  stop = _StopRequest()
+
+  def interrupted_now():
+    # Second Ctrl-C, possibly mid-step: only checkpoints already complete on disk count.
+    return TrainingInterrupted(ckpt.latest_checkpoint(out) if out is not None else None, meta["epoch"],
+                               meta["position"])
+
+  def stop_if_requested():
+    # Called where the state and meta["position"] describe the same point (the step's results are in).
+    if stop.requested:
+      raise TrainingInterrupted(save(meta), meta["epoch"], meta["position"])
+
+  with _stop_on_sigint(stop, interrupted_now):
+    while meta["epoch"] < cfg.epochs:
+      epoch = meta["epoch"]
+      order = epoch_order(len(images), cfg.seed, epoch)[: n_batches * cfg.batch_size].reshape(n_batches, -1)
+      bar = _progress(cfg.progress, n_batches, meta["position"], f"epoch {epoch + 1}/{cfg.epochs}")
+      t0 = time.time()
+      try:
+        for b in range(meta["position"], n_batches):
+          idx = order[b]
+          plateau_signal = meta["last_epoch_loss"] if (b == 0 and meta["last_epoch_loss"] is not None) else math.nan
+          state, loss, correct = step(state, to_input(images[idx]), jnp.asarray(labels[idx]),
+                                      jnp.float32(plateau_signal))
+          meta["position"] = b + 1
+          if not math.isfinite(float(loss)):
+            # The step's updates were skipped (tiles and digital parameters), so the state is still good.
+            meta["non_finite_steps"] += 1
+            if cfg.non_finite == "raise":
+              save(meta)
+              raise FloatingPointError(
+                  f"non-finite training loss {float(loss)} at epoch {epoch + 1}, batch {b + 1}; the step's updates "
+                  f"were skipped and the unchanged state was checkpointed. Skipped tile updates so far: "
+                  f"{_skip_summary(state.opt)}")
+          else:
+            meta["loss_sum"] += float(loss)
+            meta["correct"] += int(correct)
+            meta["seen"] += 1
+          if bar is not None:
+            bar.update(1)
+            if b % 50 == 0:
+              bar.set_postfix(loss=f"{meta['loss_sum'] / max(meta['seen'], 1):.4f}",
+                              acc=f"{meta['correct'] / max(meta['seen'] * cfg.batch_size, 1):.3f}")
+          if cfg.checkpoint_every_steps and (b + 1) % cfg.checkpoint_every_steps == 0 and b + 1 < n_batches:
+            save(meta)
+          stop_if_requested()
+      finally:
+        if bar is not None:
+          bar.close()
+      train_loss = meta["loss_sum"] / max(meta["seen"], 1)
+      train_acc = meta["correct"] / max(meta["seen"] * cfg.batch_size, 1)
+      test_loss, test_acc = evaluate_dataset(evaluate, state.model, to_input(test[0]), test[1],
+                                             cfg.eval_batch_size)
+      record = {"event": "epoch", "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
+                "test_loss": test_loss, "test_acc": test_acc, "seconds": time.time() - t0}
+      record.update(_warm_start_info(state.opt), non_finite_steps=meta["non_finite_steps"],
+                    skipped_updates=sum(int(v) for v in skipped_updates(state.opt).values()))
+      meta["history"].append(record)
+      meta.update(epoch=epoch + 1, position=0, loss_sum=0.0, correct=0, seen=0, last_epoch_loss=train_loss,
+                  non_finite_steps=0)
+      print(f"epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.4f} | test loss {test_loss:.4f} "
+            f"acc {test_acc:.4f} ({record['seconds']:.1f}s)", file=sys.stderr)
+      if out is not None:
+        with open(out / rundir.METRICS, "a") as f:
+          f.write(json.dumps(record) + "\n")
+      save(meta)
+      if on_epoch is not None:
+        on_epoch(record, state)
+      stop_if_requested()
   nnx.update(model, state.model)
   return model, meta["history"], state
 

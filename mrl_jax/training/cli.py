@@ -1,0 +1,83 @@
+"""What the training scripts (``examples/``) share on the command line: argument checks, the fields a resume may
+change, and how a run ends on Ctrl-C or on a refused run directory (one line, no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shlex
+import sys
+from typing import Callable, Sequence
+
+from mrl_jax._checks import FINITE_NON_NEGATIVE
+from mrl_jax.data.sources import DatasetNotFoundError
+from mrl_jax.training.loop import TrainingInterrupted
+from mrl_jax.training.rundir import RunDirectoryError
+
+# CLI fields a resume may change: how long the run goes, how it is saved and shown, where its files are (the data
+# themselves are compared by sha256 as "data"), and the pulsed-update engine (every engine gives the same bits).
+SAFE_TO_CHANGE = ("epochs", "resume", "overwrite", "no_progress", "checkpoint_every_steps", "out", "data_dir",
+                  "engine", "log_jsonl")
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a job ended by Ctrl-C
+EXIT_REFUSED = 2
+
+
+def learning_rate_arg(text: str) -> float:
+  """argparse ``type`` of a learning rate: a finite number >= 0 (argparse names the flag in its error)."""
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+  if not math.isfinite(value) or value < 0:
+    raise argparse.ArgumentTypeError(f"{text} is invalid: allowed range is {FINITE_NON_NEGATIVE}")
+  return value
+
+
+def add_run_dir_arguments(parser: argparse.ArgumentParser) -> None:
+  """``--out``, ``--resume``, ``--overwrite`` with the run-directory rules of ``mrl_jax.training.rundir``."""
+  parser.add_argument("--out", default=None,
+                      help="run directory for meta.json, metrics and checkpoints; one that holds a run needs "
+                           "--resume or --overwrite")
+  mode = parser.add_mutually_exclusive_group()
+  mode.add_argument("--resume", action="store_true",
+                    help="continue the run in --out (its settings must match, except " + ", ".join(
+                        f"--{f.replace('_', '-')}" for f in SAFE_TO_CHANGE if f not in ("resume", "overwrite")) + ")")
+  mode.add_argument("--overwrite", action="store_true",
+                    help="delete the run in --out (meta.json, metrics, checkpoints, plots) and start afresh")
+
+
+def resume_command(argv: Sequence[str], script: str | None = None) -> str:
+  """The command line that continues an interrupted run: the same arguments with ``--resume``, without
+  ``--overwrite`` (which would delete the run)."""
+  script = script if script is not None else sys.argv[0]
+  args = [a for a in argv if a != "--overwrite"]
+  if "--resume" not in args:
+    args.append("--resume")
+  return shlex.join(["python", os.path.relpath(script) if os.path.isabs(script) else script, *args])
+
+
+def run(main: Callable[[Sequence[str]], object], argv: Sequence[str] | None = None) -> None:
+  """Runs a script's ``main(argv)`` and turns its expected endings into one line on stderr and an exit status.
+
+  Ctrl-C during training: where the last checkpoint is and the command that resumes (status 130). A refused run
+  directory or missing data: the reason (status 2). Anything else keeps its traceback: that is a bug to report.
+  """
+  argv = list(sys.argv[1:] if argv is None else argv)
+  prog = os.path.basename(sys.argv[0])
+  try:
+    main(argv)
+  except TrainingInterrupted as err:
+    if err.checkpoint is not None:
+      print(f"{prog}: interrupted {err.when}; last checkpoint: {err.checkpoint}; to continue: "
+            f"{resume_command(argv)}", file=sys.stderr)
+    else:
+      print(f"{prog}: interrupted {err.when}; no checkpoint was written (no --out, or none yet)", file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED) from None
+  except KeyboardInterrupt:
+    print(f"{prog}: interrupted (not while training: nothing to resume from this point)", file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED) from None
+  except (RunDirectoryError, DatasetNotFoundError) as err:
+    print(f"{prog}: error: {err}", file=sys.stderr)
+    raise SystemExit(EXIT_REFUSED) from None
