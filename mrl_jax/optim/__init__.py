@@ -8,6 +8,7 @@ from mrl_jax.optim.compound import (BufferSettings, CompoundLeafState, CompoundS
                                     compound_visible_weights, request_switch, transfer_compound, visible_weights)
 from mrl_jax.optim.mixed_precision import MixedPrecision, mixed_precision
 from mrl_jax.optim.plateau import CIFAR_RULE, MNIST_RULE, PlateauRule, PlateauState, plateau_init, plateau_update
-from mrl_jax.optim.presets import mixed_precision_preset, resl_cifar, resl_mnist, ttv1, ttv2, ttv3, ttv4
+from mrl_jax.optim.presets import (ReferencePreset, lenet5_mnist_reference, mixed_precision_preset, resl_cifar, resl_mnist,
+                                   resnet_cifar10_reference, ttv1, ttv2, ttv3, ttv4)
 from mrl_jax.optim.sgd import analog_sgd
 from mrl_jax.tile import skipped_updates
