@@ -4,8 +4,12 @@
 
 Settings: ResL (MRL with warm start), TTv1, TTv2 (buffered), TTv3 (chopped c-TTv2), TTv4 (AGAD), MP
 (mixed precision), SGD (analog SGD), FP (floating point). Every analog setting uses
-``SoftBoundsDevice(±1, dw_min = 2/n_states)``. Defaults follow the reference: batch 8, lr 0.05,
-×0.1 every 50 epochs, 200 epochs, perfect forward/backward I/O. Without the MNIST files the run uses
+``SoftBoundsDevice(±1, dw_min = 2/n_states)`` (``--preset fair``, the default). Defaults follow the reference:
+batch 8, lr 0.05, ×0.1 every 50 epochs, 200 epochs, perfect forward/backward I/O. ``--preset reference`` runs the
+setting exactly as ``Mnist_LeNet5.py`` configures it (device, state count, compound, update, I/O per role, learned
+output scale; ``docs/seed-parity.md``): flags the reference fixes (``--n-states`` except for TT-v2, ``--tiles``,
+``--gamma``, ``--io-perfect``) are refused, run-length flags (``--epochs``, ``--batch-size``, ``--lr``,
+``--lr-decay-every``) win and are reported, and fields ``mrl_jax`` cannot model yet need ``--approximate FIELD``. Without the MNIST files the run uses
 the embedded MNIST subset (a notice is printed); an explicit ``--data-dir`` must hold the files. ``OUT/meta.json``
 records the settings and the data files (sha256); metrics go to ``OUT/metrics.jsonl``; a checkpoint is written every
 epoch. An existing run directory needs ``--resume`` (continue, same settings except e.g. ``--epochs``) or
@@ -16,6 +20,7 @@ epoch. An existing run directory needs ``--resume`` (continue, same settings exc
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -31,15 +36,31 @@ from mrl_jax import data, optim  # noqa: E402
 from mrl_jax.io import PERFECT_IO, IOParameters  # noqa: E402
 from mrl_jax.models import LeNet5  # noqa: E402
 from mrl_jax.nn import analog_partition  # noqa: E402
+from mrl_jax.optim import presets  # noqa: E402
 from mrl_jax.training import cli  # noqa: E402
 from mrl_jax.training.loop import FitConfig, fit  # noqa: E402
 
 SETTINGS = ("ResL", "TTv1", "TTv2", "TTv3", "TTv4", "MP", "SGD", "FP")
 
 
+def setting_arg(text: str) -> str:
+  """argparse ``type`` of ``--setting``: mrl_jax's or the reference script's name of a setting."""
+  try:
+    return presets.canonical_setting(text)
+  except ValueError as err:
+    raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--setting", "--SETTING", dest="setting", default="ResL", choices=SETTINGS)
+  p.add_argument("--setting", "--SETTING", dest="setting", default="ResL", type=setting_arg,
+                 help="one of " + ", ".join(SETTINGS) + " (or the reference's names: TT-v1, mp, 'Analog SGD', …)")
+  p.add_argument("--preset", default="fair", choices=("fair", "reference"),
+                 help="fair: every method on SoftBoundsDevice(±1, 2/n_states) with the same I/O; reference: the "
+                      "setting exactly as Mnist_LeNet5.py configures it (docs/seed-parity.md)")
+  p.add_argument("--approximate", action="append", default=[], metavar="FIELD",
+                 help="with --preset reference: run although mrl_jax cannot model FIELD yet (e.g. "
+                      "mapping.weight_scaling_omega); recorded in meta.json")
   p.add_argument("--n-states", "--N_STATES", dest="n_states", type=float, default=4.0)
   p.add_argument("--tiles", type=int, default=7, help="MRL tiles K")
   p.add_argument("--gamma", type=float, default=0.5, help="MRL significance ratio γ")
@@ -63,34 +84,129 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
-def make_optimizer(args, params, steps_per_epoch: int, key=None):
-  """The optax transformation of ``args.setting`` (analog weights) + SGD (biases)."""
-  lr = optax.exponential_decay(args.lr, steps_per_epoch * args.lr_decay_every, 0.1, staircase=True)
-  io = PERFECT_IO if args.io_perfect else IOParameters()
-  n, key = args.n_states, jax.random.key(args.seed) if key is None else key
+def given_flags(parser: argparse.ArgumentParser, argv) -> set:
+  """The ``dest`` of every flag present on the command line (argparse fills in the others' defaults)."""
+  quiet = copy.deepcopy(parser)
+  for action in quiet._actions:
+    action.default = argparse.SUPPRESS
+  return set(vars(quiet.parse_args(argv)))
+
+
+def reference_preset(args) -> presets.ReferencePreset:
+  """The ``Mnist_LeNet5.py`` preset of the (resolved) ``args``: TT-v2's state count is the script's ``--dwmin``."""
+  kw = {}
+  if args.setting == "TTv2":
+    kw["tt2_dwmin"] = 2.0 / args.n_states
+  if args.setting == "ResL":
+    kw["warm_start"] = args.warm_start
+  return presets.lenet5_mnist_reference(args.setting, **kw)
+
+
+def resolve_reference(parser: argparse.ArgumentParser, args, argv) -> presets.ReferencePreset:
+  """``--preset reference``: refuses the flags the reference fixes, reports the run-length flags that win over
+  the reference's values, and writes the resolved values into ``args`` (so that ``meta.json`` shows them)."""
+  given = given_flags(parser, argv)
+  ref = f"Mnist_LeNet5.py {presets.REFERENCE_NAMES[args.setting]}"
+  default = presets.lenet5_mnist_reference(args.setting)
+  if "n_states" in given and args.setting != "TTv2":
+    fixed = f"{default.n_states:g} states" if default.n_states else "floating-point weights"
+    parser.error(f"--n-states {args.n_states:g} conflicts with --preset reference: {ref} fixes {fixed}; drop the "
+                 "flag or use --preset fair")
+  for name, flag in (("tiles", "--tiles"), ("gamma", "--gamma"), ("io_perfect", "--io-perfect/--no-io-perfect")):
+    if name in given:
+      parser.error(f"{flag} conflicts with --preset reference: {ref} fixes it (docs/seed-parity.md); drop the flag "
+                   "or use --preset fair")
+  if "warm_start" in given and (args.setting != "ResL" or args.warm_start not in ("cuda_exact", "direct")):
+    parser.error(f"--warm-start {args.warm_start} conflicts with --preset reference: {ref} runs "
+                 + ("cuda_exact (the published --CUDA=0 commands) or direct (the fork's CPU build)"
+                    if args.setting == "ResL" else "no warm start"))
+  if args.setting == "TTv2" and "n_states" not in given:
+    args.n_states = default.n_states
+  if args.setting == "ResL" and "warm_start" not in given:
+    args.warm_start = default.config.warm_start
+  preset = reference_preset(args)
+  if args.setting == "TTv2" and "n_states" in given:
+    print(f"--preset reference: --n-states {args.n_states:g} sets TT-v2's --dwmin {2 / args.n_states:g} (the "
+          "reference's own flag, default 0.1 = 20 states)", file=sys.stderr)
+  for name, flag, value in (("epochs", "--epochs", preset.epochs), ("batch_size", "--batch-size", preset.batch_size),
+                            ("lr", "--lr", preset.learning_rate), ("lr_decay_every", "--lr-decay-every",
+                                                                   preset.lr_decay_every)):
+    if name not in given:
+      setattr(args, name, value)
+    elif getattr(args, name) != value:
+      print(f"--preset reference: {flag} {getattr(args, name):g} wins over {ref}'s {value:g}", file=sys.stderr)
+  args.n_states, args.io_perfect = preset.n_states, None  # per setting and role: see meta.json "resolved"
+  if args.setting != "ResL":
+    args.tiles = args.gamma = args.warm_start = None
+  return preset
+
+
+def resolved_config(args) -> dict:
+  """The full configuration that runs (for ``meta.json``)."""
+  if args.preset == "reference":
+    return {"preset": "reference", **reference_preset(args).describe(), "approximated": list(args.approximate)}
+  return {"preset": "fair", "analog": presets.to_jsonable(fair_config(args)),
+          "io": presets.to_jsonable(PERFECT_IO if args.io_perfect else IOParameters())}
+
+
+def fair_config(args):
+  """The analog configuration of ``args.setting`` under the fair preset (a device for SGD, None for FP)."""
+  io, n = PERFECT_IO if args.io_perfect else IOParameters(), args.n_states
   if args.setting == "ResL":
     # A warm start needs a tile between the gradient tile and the target, so K = 2 runs without one.
     warm_start = args.warm_start if args.tiles >= 3 else "none"
-    cfg = optim.resl_mnist(n, n_tiles=args.tiles, gamma=args.gamma, warm_start=warm_start, transfer_io=io)
-    analog = optim.transfer_compound(cfg.replace(engine=args.engine), lr, key=key)
-  elif args.setting == "TTv1":
-    analog = optim.transfer_compound(optim.ttv1(n, transfer_io=io).replace(engine=args.engine), lr, key=key)
-  elif args.setting == "TTv2":
-    analog = optim.transfer_compound(optim.ttv2(n, transfer_io=io).replace(engine=args.engine), lr, key=key)
+    return optim.resl_mnist(n, n_tiles=args.tiles, gamma=args.gamma, warm_start=warm_start,
+                            transfer_io=io).replace(engine=args.engine)
+  if args.setting in ("TTv1", "TTv2"):
+    preset = optim.ttv1 if args.setting == "TTv1" else optim.ttv2
+    return preset(n, transfer_io=io).replace(engine=args.engine)
+  if args.setting in ("TTv3", "TTv4"):
+    return (optim.ttv3 if args.setting == "TTv3" else optim.ttv4)(n, transfer_io=io)
+  if args.setting == "MP":
+    return optim.mixed_precision_preset(n)
+  if args.setting == "SGD":
+    return M.limited_state_soft_bounds(n)
+  return None
+
+
+def make_optimizer(args, params, steps_per_epoch: int, key=None):
+  """The optax transformation of ``args.setting`` (analog weights) + SGD (biases)."""
+  lr = optax.exponential_decay(args.lr, steps_per_epoch * args.lr_decay_every, 0.1, staircase=True)
+  key = jax.random.key(args.seed) if key is None else key
+  if getattr(args, "preset", "fair") == "reference":
+    preset = reference_preset(args)
+    lr = optax.exponential_decay(args.lr, steps_per_epoch * args.lr_decay_every, preset.lr_decay_factor,
+                                 staircase=True)
+    analog = preset.analog_optimizer(lr, key=key, engine=args.engine, approximate=args.approximate)
+    return analog_partition(analog, preset.digital_optimizer(lr), params)
+  cfg = fair_config(args)
+  if args.setting in ("ResL", "TTv1", "TTv2"):
+    analog = optim.transfer_compound(cfg, lr, key=key)
   elif args.setting in ("TTv3", "TTv4"):
-    preset = optim.ttv3 if args.setting == "TTv3" else optim.ttv4
-    analog = optim.chopped_transfer(preset(n, transfer_io=io), lr, key=key)
+    analog = optim.chopped_transfer(cfg, lr, key=key)
   elif args.setting == "MP":
-    analog = optim.mixed_precision(optim.mixed_precision_preset(n), lr, key=key)
+    analog = optim.mixed_precision(cfg, lr, key=key)
   elif args.setting == "SGD":
-    analog = optim.analog_sgd(M.limited_state_soft_bounds(n), lr, key=key, engine=args.engine)
+    analog = optim.analog_sgd(cfg, lr, key=key, engine=args.engine)
   else:
     analog = optax.chain(optim.densify(), optax.sgd(lr))
   return analog_partition(analog, optax.sgd(lr), params)
 
 
 def main(argv=None):
-  args = build_parser().parse_args(argv)
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  if args.preset == "reference":
+    preset = resolve_reference(parser, args, argv)
+    try:
+      preset.check_supported(args.approximate)
+    except ValueError as err:
+      parser.error(str(err))
+    except NotImplementedError as err:
+      missing = [f for f, _ in preset.unsupported if f not in args.approximate]
+      parser.error(f"{err} On the command line: " + " ".join(f"--approximate {f}" for f in missing))
+  elif args.approximate:
+    parser.error("--approximate applies to --preset reference only")
   if args.embedded:
     if args.dataset != "mnist":
       raise SystemExit("--embedded is MNIST only")
@@ -102,16 +218,21 @@ def main(argv=None):
     provenance = {"train": train_source, "test": test_source}
   if args.train_subset:
     images, labels = images[: args.train_subset], labels[: args.train_subset]
-  io = PERFECT_IO if args.io_perfect else IOParameters()
-  model = LeNet5(rngs=nnx.Rngs(params=args.seed, noise=args.seed + 1), forward_io=io, backward_io=io)
+  if args.preset == "reference":
+    io = dict(forward_io=preset.forward_io, backward_io=preset.backward_io, learn_out_scale=preset.learn_out_scale)
+  else:
+    io = dict.fromkeys(("forward_io", "backward_io"), PERFECT_IO if args.io_perfect else IOParameters())
+  model = LeNet5(rngs=nnx.Rngs(params=args.seed, noise=args.seed + 1), **io)
   steps_per_epoch = len(images) // args.batch_size
   tx = make_optimizer(args, nnx.state(model, nnx.Param), steps_per_epoch)
-  print(f"LeNet-5 / {args.dataset}: {len(images)} train, {len(test[0])} test images; setting {args.setting}, "
-        f"{args.n_states:g} states, {steps_per_epoch} steps per epoch", file=sys.stderr)
+  states = f"{args.n_states:g} states" if args.n_states else "floating point"
+  print(f"LeNet-5 / {args.dataset}: {len(images)} train, {len(test[0])} test images; setting {args.setting} "
+        f"({args.preset} preset), {states}, {steps_per_epoch} steps per epoch", file=sys.stderr)
   cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out_dir=args.out, resume=args.resume,
                   overwrite=args.overwrite, resume_safe_fields=cli.SAFE_TO_CHANGE,
                   checkpoint_every_steps=args.checkpoint_every_steps, seed=args.seed, progress=not args.no_progress)
-  _, history, state = fit(model, tx, (images, labels), test, cfg, to_input=data.to_float, run_meta=vars(args),
+  run_meta = {**vars(args), "resolved": resolved_config(args)}
+  _, history, state = fit(model, tx, (images, labels), test, cfg, to_input=data.to_float, run_meta=run_meta,
                           provenance=provenance)
   if args.out and history:
     from mrl_jax.training import plots

@@ -268,3 +268,56 @@ def test_compound_gradient_write_matches_aihwkit(case):
   bl = int(np.ceil(GRAN_META["fast_lr"] / g_fast - 1e-9))
   fast_only = -dw_fast * bl * min(1.0, GRAN_META["fast_lr"] / (g_fast * bl))
   assert abs(fast_only - ref.mean()) > 10 * se
+
+
+# ---- examples/mnist_lenet5.py --preset ---------------------------------------------------------------------
+
+def _lenet_example():
+  import importlib.util
+  from pathlib import Path
+  path = Path(__file__).resolve().parents[1] / "examples" / "mnist_lenet5.py"
+  spec = importlib.util.spec_from_file_location("mnist_lenet5_presets", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _resolve(example, argv):
+  parser = example.build_parser()
+  args = parser.parse_args(argv)
+  return args, example.resolve_reference(parser, args, argv)
+
+
+def test_mnist_cli_reference_preset_resolves_and_reports(capsys):
+  example = _lenet_example()
+  args, preset = _resolve(example, ["--preset", "reference", "--SETTING", "TT-v1", "--epochs", "1"])
+  assert preset == P.lenet5_mnist_reference("TTv1") and args.setting == "TTv1"
+  assert (args.epochs, args.batch_size, args.lr, args.lr_decay_every, args.n_states) == (1, 8, 0.05, 50, 10.0)
+  assert "--epochs 1 wins over Mnist_LeNet5.py TT-v1's 200" in capsys.readouterr().err
+  args, preset = _resolve(example, ["--preset", "reference", "--setting", "TTv2", "--n-states", "4"])
+  assert preset.n_states == 4.0 and preset.config.device.dw_min == 0.5
+  assert "sets TT-v2's --dwmin 0.5" in capsys.readouterr().err
+  args, preset = _resolve(example, ["--preset", "reference", "--setting", "ResL", "--warm-start", "direct"])
+  assert preset.config.warm_start == "direct"
+  resolved = example.resolved_config(args)
+  assert resolved["preset"] == "reference" and resolved["config"]["warm_start"] == "direct"
+  json.dumps(resolved)
+  fair = example.build_parser().parse_args(["--setting", "TTv3"])
+  assert example.resolved_config(fair)["analog"]["update"]["desired_bl"] == 5
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--setting", "TT-v1", "--n-states", "4"], "--n-states 4 conflicts with --preset reference: Mnist_LeNet5.py "
+                                                "TT-v1 fixes 10 states"),
+    (["--setting", "ResL", "--tiles", "5"], "--tiles conflicts with --preset reference"),
+    (["--setting", "SGD", "--no-io-perfect"], "--io-perfect/--no-io-perfect conflicts with --preset reference"),
+    (["--setting", "ResL", "--warm-start", "via_tile1"], "ResL runs cuda_exact"),
+    (["--setting", "TTv3"], "--approximate mapping.weight_scaling_omega"),
+    (["--setting", "SGD", "--approximate", "mapping.weight_scaling_omega"], "approximate = "
+                                                                            "'mapping.weight_scaling_omega' is invalid"),
+])
+def test_mnist_cli_reference_preset_refuses_conflicts(argv, message, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    _lenet_example().main(["--preset", "reference", "--embedded", "--epochs", "1", *argv])
+  assert exit_info.value.code == 2
+  assert message in capsys.readouterr().err

@@ -278,12 +278,13 @@ def init_leaf(cfg: ChoppedTransfer, key, weights) -> ChoppedLeafState:
   out_size, in_size = weights.shape
   k_a, k_c = jax.random.split(key)
   tiles = [init_tile(k_a, cfg.device_of(0), weights.shape), init_tile(k_c, cfg.device_of(1), weights.shape, weights)]
-  zeros = jnp.zeros(weights.shape, jnp.float32)
+  # One array per leaf: a training step that donates the state must not see the same buffer twice.
+  zeros = lambda: jnp.zeros(weights.shape, jnp.float32)
   agad = cfg.dynamic
   return ChoppedLeafState(
-      tiles=tiles, buffer=zeros, in_chop=jnp.zeros((in_size,), bool), out_chop=jnp.zeros((out_size,), bool),
+      tiles=tiles, buffer=zeros(), in_chop=jnp.zeros((in_size,), bool), out_chop=jnp.zeros((out_size,), bool),
       ptr=jnp.int32(0), rows=jnp.int32(0), transfer_counter=jnp.int32(0), m_x=jnp.float32(0), m_d=jnp.float32(0),
-      running_mean=zeros if agad else None, past_mean=zeros if agad else None,
+      running_mean=zeros() if agad else None, past_mean=zeros() if agad else None,
       switched=jnp.zeros((in_size,), bool) if agad else None)
 
 

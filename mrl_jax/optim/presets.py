@@ -342,19 +342,19 @@ class ReferencePreset:
     """The full configuration as JSON-able data (for a run's ``meta.json``)."""
     return {"script": self.script, "setting": self.setting, "reference_name": self.reference_name,
             "n_states": self.n_states, "config_type": type(self.config).__name__,
-            **{f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}}
+            **{f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}}
 
 
-def _jsonable(value):
+def to_jsonable(value):
   """Dataclasses, enums and tuples as plain JSON values; dataclasses carry their class name."""
   if dataclasses.is_dataclass(value) and not isinstance(value, type):
     out = {"type": type(value).__name__}
-    out.update({f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)})
+    out.update({f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)})
     return out
   if isinstance(value, enum.Enum):
     return value.value
   if isinstance(value, (tuple, list)):
-    return [_jsonable(v) for v in value]
+    return [to_jsonable(v) for v in value]
   if isinstance(value, float) and not math.isfinite(value):
     return str(value)
   return value
