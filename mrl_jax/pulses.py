@@ -140,10 +140,9 @@ def _disc(v, res: float):
 
 def _bit_lines(kw, stream: int, row, prob, bl, n_slots: int):
   """uint32 bit line per line: bit t set when slot t < bl fires (``prob > U``)."""
-  n = prob.shape[-1]
+  y0, y1 = rng.line_seed(kw, stream, row, jnp.arange(prob.shape[-1], dtype=jnp.uint32))
   t = jnp.arange(n_slots, dtype=jnp.uint32)[:, None]
-  counter = t * jnp.uint32(n) + jnp.arange(n, dtype=jnp.uint32)[None, :]
-  u = rng.uniform24(rng.stream_bits(kw, stream, row, counter))
+  u = rng.uniform24(rng.slot_bits(y0[None, :], y1[None, :], t))
   fire = (prob[None, :] > u) & (t < bl.astype(jnp.uint32))
   return jnp.sum(jnp.where(fire, jnp.uint32(1) << t, jnp.uint32(0)), axis=0, dtype=jnp.uint32)
 

@@ -119,7 +119,10 @@ def test_short_resl_run_lowers_the_loss_and_updates_batch_statistics(example, ti
   model, history, _ = fit(model, tx, train, test, cfg, loss_fn=example.make_loss(0.1), to_input=example.to_input)
   assert history[1]["train_loss"] < history[0]["train_loss"] < 2.6
   assert all(np.isfinite([r["test_loss"], r["test_acc"]]).all() for r in history)
-  assert history[-1]["test_acc"] > 0.1
+  # It learns: the second epoch's training accuracy (160 images) is above chance (0.1) by more than three
+  # standard errors of a chance-level accuracy, sqrt(0.1·0.9/160). (64 test images after 20 steps cannot
+  # tell learning from chance: their standard error is 0.0375.)
+  assert history[-1]["train_acc"] > 0.1 + 3 * (0.1 * 0.9 / 160) ** 0.5
   final = nnx.state(model)
   assert not np.array_equal(final["bn1"]["mean"][...], initial["bn1"]["mean"])
   assert not np.array_equal(final["layer4"][0]["bn2"]["var"][...], initial["layer4"][0]["bn2"]["var"])

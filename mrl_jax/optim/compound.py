@@ -270,24 +270,33 @@ def _self_transfer_quirk(cfg, leaf, src: int, lr_t, key):
   return _plain_transfer(cfg, leaf, src, src, lr_t, key)
 
 
+def _written(leaf: CompoundLeafState, writes: tuple) -> tuple:
+  """What a transfer into the tiles ``writes`` may change: their weights and skip counters, pointers, buffers."""
+  return [(leaf.tiles[k].weights, leaf.tiles[k].persistent, leaf.tiles[k].skipped) for k in writes], leaf.ptr, leaf.buffer
+
+
+def _with_written(leaf: CompoundLeafState, writes: tuple, parts) -> CompoundLeafState:
+  changed, ptr, buffer = parts
+  tiles = list(leaf.tiles)
+  for k, (weights, persistent, skipped) in zip(writes, changed):
+    tiles[k] = tiles[k]._replace(weights=weights, persistent=persistent, skipped=skipped)
+  return leaf._replace(tiles=tiles, ptr=ptr, buffer=buffer)
+
+
 def _when(pred, fn, leaf):
   return jax.lax.cond(pred, fn, lambda l: l, leaf)
 
 
-def _masked(active, fn, leaf: CompoundLeafState) -> CompoundLeafState:
-  """``fn(leaf)`` where ``active``, else ``leaf``: a select of what a transfer changes.
+def _masked(active, fn, leaf: CompoundLeafState, writes: tuple) -> CompoundLeafState:
+  """``fn(leaf)`` where ``active``, else ``leaf``: a select of what a transfer into ``writes`` changes.
 
   The warm-start phase differs per seed under vmap, so a phase-dependent ``lax.cond`` would become a select
   over all of its operands (every tile's device parameters included) in every step. Transfers are rare, so
   computing one and selecting only the written tiles, pointers and buffers is far cheaper.
   """
-  new = fn(leaf)
-  pick = lambda n, o: jnp.where(active, n, o)
-  tiles = [o._replace(weights=pick(n.weights, o.weights), skipped=pick(n.skipped, o.skipped),
-                      persistent=None if o.persistent is None else pick(n.persistent, o.persistent))
-           for n, o in zip(new.tiles, leaf.tiles)]
-  return new._replace(tiles=tiles, ptr=pick(new.ptr, leaf.ptr),
-                      buffer=None if leaf.buffer is None else pick(new.buffer, leaf.buffer))
+  new, old = _written(fn(leaf), writes), _written(leaf, writes)
+  pick = lambda n, o: None if o is None else jnp.where(active, n, o)
+  return _with_written(leaf, writes, jax.tree.map(pick, new, old, is_leaf=lambda x: x is None))
 
 
 def _warm_hop(cfg: TransferCompound, leaf: CompoundLeafState, src: int, rate, key, warm) -> CompoundLeafState:
@@ -300,8 +309,9 @@ def _warm_hop(cfg: TransferCompound, leaf: CompoundLeafState, src: int, rate, ke
   for dst in range(lo, cfg.n_tiles):
     hop = (lambda l: _self_transfer_quirk(cfg, l, src, rate, key)) if dst == src else \
           (lambda l, dst=dst: _transfer(cfg, l, src, dst, rate, key))
-    leaf = _masked(warm & (leaf.target == dst), hop, leaf)
+    leaf = _masked(warm & (leaf.target == dst), hop, leaf, (dst,))
   return leaf
+
 
 
 def _rates(cfg: TransferCompound, sgd_lr):
@@ -353,8 +363,8 @@ def step_leaf(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogG
   leaf = _when(due(1), lambda l: _warm_hop(cfg, l, src, rate, k_hop, warm), leaf)
   keys_c = jax.random.split(next(keys), K)
   for k in range(1 if cfg.cuda_like else 0, K - 1):
-    leaf = _when(due(k), lambda l, k=k: _masked(~warm, lambda x: _transfer(cfg, x, k, k + 1, eta[k], keys_c[k]), l),
-                 leaf)
+    transfer_k = lambda x, k=k: _transfer(cfg, x, k, k + 1, eta[k], keys_c[k])
+    leaf = _when(due(k), lambda l, k=k, fn=transfer_k: _masked(~warm, fn, l, (k + 1,)), leaf)
   return post_update(cfg, leaf, next(keys))
 
 

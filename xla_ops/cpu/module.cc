@@ -21,4 +21,9 @@ NB_MODULE(_mrl_cpu, m) {
   m.def("variant_runs_here", &mrl::variant_runs_here, nb::arg("variant"));
   m.def("set_cpu_variant", &mrl::set_cpu_variant, nb::arg("variant"));
   m.def("cpu_variant", &mrl::cpu_variant);
+  m.def("phase_times", []() {  // (calls, pulse-line seconds, pulse seconds); then resets
+    auto& t = mrl::g_phase_times;
+    const double lines = 1e-9 * t.lines_ns.exchange(0), pulses = 1e-9 * t.pulses_ns.exchange(0);
+    return nb::make_tuple(t.calls.exchange(0), lines, pulses);
+  });
 }

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -29,7 +30,15 @@
 namespace ffi = xla::ffi;
 
 namespace mrl {
+
+PhaseTimes g_phase_times;
+
 namespace {
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 // Runs fn(i) for i in [0, n) on the caller and the pool. The caller claims items itself and waits only
 // for items other threads have claimed, so it never waits for a task that has not started.
@@ -101,6 +110,7 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
   const Kernels kernels = select_kernels(dev.kind, flag, up.has_noise, up.sum_pulses);
 
   // Phase 1: per (seed, row) update management and pulse lines.
+  const int64_t t0 = now_ns();
   parallel_for(pool, S * rows, [&](int64_t sr) {
     const int64_t s = sr / rows, b = sr % rows;
     const float* xr = x_all + ((sx == 1 ? 0 : s) * rows + b) * in_size;
@@ -116,8 +126,10 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
     row_noise_seed(kw[0], kw[1], static_cast<uint32_t>(b), row_ws[1], row_ws[2]);
     if (la.bl == 0) return;
     la.lines = row_ws + kRowHeader;
-    kernels.lines(la);
+    if (!kernels.lines(la)) row_ws[0] = 0;  // nothing can pulse: phase 2 skips the row
   });
+
+  const int64_t t1 = now_ns();
 
   // Phase 2: pulses, by blocks of weight rows; batch rows in order. A block of ~4096 crosspoints keeps its
   // weight and parameter rows (7 × 16 KiB) and the 256 KiB noise table in a 512 KiB L2 across batch rows.
@@ -150,7 +162,7 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
       ra.x = x_all + ((sx == 1 ? 0 : s) * rows + b) * in_size;
       const float* dr = d_all + ((sd == 1 ? 0 : s) * rows + b) * out_size;
       for (int64_t i = i0; i < i1; ++i) {
-        if (dr[i] == 0.0f) continue;
+        if (dr[i] == 0.0f || ra.x_lines[in_size + i] == 0) continue;  // no d pulses, no coincidences
         ra.d_line = ra.x_lines[in_size + i];
         ra.d_pos = dr[i] > 0;
         ra.w = w + s * n_el + i * in_size;
@@ -160,6 +172,7 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
       }
     }
   });
+  g_phase_times.add(t1 - t0, now_ns() - t1);
   return ffi::Error::Success();
 }
 

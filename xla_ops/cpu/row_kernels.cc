@@ -8,33 +8,59 @@
 namespace mrl {
 namespace {
 
-void lines_impl(const LineArgs& a) {
+// Returns false when no crosspoint of the row can pulse (every d line or every x line is empty); the x
+// lines are then left zero without drawing them (the d lines come first: there are fewer of them).
+bool lines_impl(const LineArgs& a) {
   const UpdateConsts& u = *a.up;
   uint32_t* xl = a.lines;
   uint32_t* dl = a.lines + a.in_size;
-  if (u.pulse_kind != kStochastic) {
-    for (int64_t j = 0; j < a.in_size; ++j)
-      xl[j] = line_value(u, a.k0, a.k1, kStreamXPulses, a.row, j, a.in_size, a.x[j] < 0 ? -a.x[j] : a.x[j], a.b, a.bl,
-                         u.x_res_implicit);
-    for (int64_t i = 0; i < a.out_size; ++i)
-      dl[i] = line_value(u, a.k0, a.k1, kStreamDPulses, a.row, i, a.out_size, a.d[i] < 0 ? -a.d[i] : a.d[i], a.a, a.bl,
-                         u.d_res_implicit);
-    return;
-  }
-  // Time slot outer, lines inner: the Threefry rounds vectorize across lines.
-  auto fill = [&](uint32_t* out, const float* v, int64_t n, float scale, uint32_t stream) {
-    for (int64_t c = 0; c < n; ++c) out[c] = 0;
-    for (int t = 0; t < a.bl; ++t) {
-      const uint32_t base = static_cast<uint32_t>(t) * static_cast<uint32_t>(n);
-      for (int64_t c = 0; c < n; ++c) {
-        const float prob = disc((v[c] < 0 ? -v[c] : v[c]) * scale, u.res);
-        const float r = uniform24(stream_bits(a.k0, a.k1, stream, a.row, base + static_cast<uint32_t>(c)));
-        out[c] |= (prob > r ? 1u : 0u) << t;
-      }
-    }
+  auto any_set = [](const uint32_t* v, int64_t n) {
+    uint32_t acc = 0;
+    for (int64_t c = 0; c < n; ++c) acc |= v[c];
+    return acc != 0;
   };
-  fill(xl, a.x, a.in_size, a.b, kStreamXPulses);
-  fill(dl, a.d, a.out_size, a.a, kStreamDPulses);
+  if (u.pulse_kind != kStochastic) {  // float counts or probabilities; +0.0f (all bits zero) means none
+    for (int64_t i = 0; i < a.out_size; ++i)
+      dl[i] = line_value(u, a.k0, a.k1, kStreamDPulses, a.row, i, a.d[i] < 0 ? -a.d[i] : a.d[i], a.a, a.bl,
+                         u.d_res_implicit);
+    for (int64_t j = 0; j < a.in_size; ++j)
+      xl[j] = line_value(u, a.k0, a.k1, kStreamXPulses, a.row, j, a.x[j] < 0 ? -a.x[j] : a.x[j], a.b, a.bl,
+                         u.x_res_implicit);
+    return any_set(dl, a.out_size) && any_set(xl, a.in_size);
+  }
+  // Blocks of lines: the Threefry seeds of a block, then slot outer, lines inner, so both loops vectorize
+  // across lines. A block whose probabilities are all zero (e.g. the background of an image) draws nothing.
+  constexpr int64_t kBlock = 64;
+  auto fill = [&](uint32_t* out, const float* v, int64_t n, float scale, uint32_t stream) {
+    float prob[kBlock];
+    uint32_t s0[kBlock], s1[kBlock];
+    uint32_t acc = 0;
+    for (int64_t c0 = 0; c0 < n; c0 += kBlock) {
+      const int64_t m = n - c0 < kBlock ? n - c0 : kBlock;
+      bool any = false;
+      for (int64_t c = 0; c < m; ++c) {
+        const float x = v[c0 + c];
+        prob[c] = disc((x < 0 ? -x : x) * scale, u.res);
+        any |= prob[c] > 0.0f;
+        out[c0 + c] = 0;
+      }
+      if (!any) continue;
+      for (int64_t c = 0; c < m; ++c) line_seed(a.k0, a.k1, stream, a.row, static_cast<uint32_t>(c0 + c), s0[c], s1[c]);
+      for (int t = 0; t < a.bl; ++t) {
+        for (int64_t c = 0; c < m; ++c) {
+          const float r = uniform24(slot_bits(s0[c], s1[c], static_cast<uint32_t>(t)));
+          out[c0 + c] |= (prob[c] > r ? 1u : 0u) << t;
+        }
+      }
+      for (int64_t c = 0; c < m; ++c) acc |= out[c0 + c];
+    }
+    return acc != 0;
+  };
+  if (!fill(dl, a.d, a.out_size, a.a, kStreamDPulses)) {
+    for (int64_t j = 0; j < a.in_size; ++j) xl[j] = 0;
+    return false;
+  }
+  return fill(xl, a.x, a.in_size, a.b, kStreamXPulses);
 }
 
 // Noise of pulses 2·qw and 2·qw + 1 (the two halves of one hash) of the crosspoints e0 + lanes[k], written

@@ -3,6 +3,7 @@
 // the same bits: the math is IEEE float32 without contraction, vectorized across crosspoints.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "mrl_ops/update.h"
@@ -44,7 +45,7 @@ struct RowArgs {
 };
 
 struct Kernels {
-  void (*lines)(const LineArgs&);
+  bool (*lines)(const LineArgs&);  // false: no crosspoint of the row can pulse
   void (*row)(const RowArgs&);
 };
 
@@ -63,6 +64,18 @@ bool variant_runs_here(int variant);  // built, and this CPU has its instruction
 // false, a variant that does not run here, so a forced variant can never raise SIGILL.
 bool set_cpu_variant(int variant);
 int cpu_variant();                    // the variant the next call will use
+
+// Wall time of the two phases of every CPU pulsed-update call since the last reset, for
+// benchmarks/profile_lenet_step.py (three clock reads per call; no effect on results).
+struct PhaseTimes {
+  std::atomic<int64_t> calls{0}, lines_ns{0}, pulses_ns{0};
+  void add(int64_t lines, int64_t pulses) {
+    calls.fetch_add(1, std::memory_order_relaxed);
+    lines_ns.fetch_add(lines, std::memory_order_relaxed);
+    pulses_ns.fetch_add(pulses, std::memory_order_relaxed);
+  }
+};
+extern PhaseTimes g_phase_times;
 
 // The kernels of cpu_variant().
 Kernels select_kernels(int kind, bool flag, bool noise, bool sum_pulses);

@@ -57,10 +57,10 @@ __global__ void RowsKernel(Consts c, UpdateShapes sh, const float* x, const floa
   uint32_t* xl = row_ws + kRowHeader;
   uint32_t* dl = xl + sh.in_size;
   for (int64_t j = threadIdx.x; j < sh.in_size; j += blockDim.x)
-    xl[j] = line_value(c.up, kw[0], kw[1], kStreamXPulses, b, j, sh.in_size, fabsf(xr[j]), bs, bl,
+    xl[j] = line_value(c.up, kw[0], kw[1], kStreamXPulses, b, j, fabsf(xr[j]), bs, bl,
                        c.up.x_res_implicit);
   for (int64_t i = threadIdx.x; i < sh.out_size; i += blockDim.x)
-    dl[i] = line_value(c.up, kw[0], kw[1], kStreamDPulses, b, i, sh.out_size, fabsf(dr[i]), a, bl,
+    dl[i] = line_value(c.up, kw[0], kw[1], kStreamDPulses, b, i, fabsf(dr[i]), a, bl,
                        c.up.d_res_implicit);
 }
 

@@ -28,12 +28,6 @@ MRL_HD void threefry2x32(uint32_t k0, uint32_t k1, uint32_t& x0, uint32_t& x1) {
   }
 }
 
-MRL_HD uint32_t stream_bits(uint32_t k0, uint32_t k1, uint32_t stream, uint32_t row, uint32_t counter) {
-  uint32_t x0 = (stream << 24) | row, x1 = counter;
-  threefry2x32(k0, k1, x0, x1);
-  return x0 ^ x1;
-}
-
 MRL_HD float uniform24(uint32_t bits) { return static_cast<float>(bits >> 8) * 5.9604644775390625e-08f; }
 
 MRL_HD uint32_t lowbias32(uint32_t x) {
@@ -43,6 +37,18 @@ MRL_HD uint32_t lowbias32(uint32_t x) {
   x *= 0x846CA68Bu;
   return x ^ (x >> 16);
 }
+
+// Seed of the pulse-train slots of one line (an x or d element of a row): one Threefry block per
+// (stream, row, line); slot_bits mixes the slot index into it.
+MRL_HD void line_seed(uint32_t k0, uint32_t k1, uint32_t stream, uint32_t row, uint32_t line, uint32_t& s0,
+                      uint32_t& s1) {
+  s0 = (stream << 24) | row;
+  s1 = line;
+  threefry2x32(k0, k1, s0, s1);
+}
+
+// 32 random bits of time slot `slot` (< 32) of the line seeded (s0, s1).
+MRL_HD uint32_t slot_bits(uint32_t s0, uint32_t s1, uint32_t slot) { return lowbias32(lowbias32(slot ^ s0) ^ s1); }
 
 MRL_HD void row_noise_seed(uint32_t k0, uint32_t k1, uint32_t row, uint32_t& s0, uint32_t& s1) {
   s0 = (kStreamPulseNoise << 24) | row;

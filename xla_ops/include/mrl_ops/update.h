@@ -103,13 +103,15 @@ MRL_HD float disc(float v, float res) { return res > 0 ? round_even(v / res) * r
 
 // Per-line value of a row: the bit line (stochastic) or the float count/probability (deterministic).
 MRL_HD uint32_t line_value(const UpdateConsts& u, uint32_t k0, uint32_t k1, uint32_t stream, uint32_t row,
-                           uint32_t line, uint32_t n_lines, float v_abs, float scale, int bl, float res_implicit) {
+                           uint32_t line, float v_abs, float scale, int bl, float res_implicit) {
   if (u.pulse_kind == kStochastic) {
     const float prob = disc(v_abs * scale, u.res);
     uint32_t bits = 0;
-    for (int t = 0; t < u.desired_bl; ++t) {
-      const float r = uniform24(stream_bits(k0, k1, stream, row, static_cast<uint32_t>(t) * n_lines + line));
-      if (prob > r && t < bl) bits |= 1u << t;
+    if (!(prob > 0.0f)) return bits;  // no slot can fire (uniform24 >= 0)
+    uint32_t s0, s1;
+    line_seed(k0, k1, stream, row, line, s0, s1);
+    for (int t = 0; t < bl; ++t) {
+      if (prob > uniform24(slot_bits(s0, s1, static_cast<uint32_t>(t)))) bits |= 1u << t;
     }
     return bits;
   }
