@@ -3,9 +3,15 @@
     python examples/cifar_resnet.py --optimizer ResL -block-number 2 2 2 2 -block-type D D D A A A --io-perfect \
         --out runs/r18_resl
 
-Settings: ResL (MRL with warm start), TTv1, TTv2 (buffered), MP (mixed precision), SGD (analog SGD), FP (floating
-point, SGD with momentum 0.9). Every analog setting uses ``SoftBoundsDevice(±1, dw_min = 2/n_states)``. Defaults
-follow the reference: batch 128, lr 0.1 (0.2 for FP), ×0.1 every 100 epochs, 200 epochs, label smoothing 0.1,
+Settings: ResL (MRL with warm start), TTv1, TTv2 (buffered), TTv3 (chopped), TTv4 (AGAD), MP (mixed precision),
+SGD (analog SGD), FP (floating point: the reference's "FP SGD", plain SGD without momentum). With ``--preset fair``
+(the default) every analog setting uses ``SoftBoundsDevice(±1, dw_min = 2/n_states)``; ``--preset reference`` runs
+the setting exactly as ``CIFAR-Resnet.py`` configures it (``docs/seed-parity.md``): flags it fixes (``--n-states``,
+``--tiles``, ``--gamma``, ``--transfer-read``, ``--label-smoothing``) are refused, run-length and size flags
+(``--epochs``, ``--batch-size``, ``--lr``, ``--lr-step``, ``--width``, ``--no-cutout``, ``--no-autoaugment``) win and
+are reported, ``--io-perfect`` is the reference's own flag, fields ``mrl_jax`` cannot model need
+``--approximate FIELD``, and Cutout and AutoAugment are on. Defaults follow the reference: batch 128, lr 0.1 (0.2
+for FP), ×0.1 every 100 epochs, 200 epochs, label smoothing 0.1 as coded (true class 0.9, others 0.1/(C − 1)),
 Normalize(0.5, 0.5), pad-4 random crop and horizontal flip (``--cutout --autoaugment`` complete the reference
 pipeline), perfect forward/backward I/O; the transfer read of ResL stays at AIHWKit's noisy default as in the
 reference, TT-v1/TT-v2 read through the forward/backward I/O (``--transfer-read`` overrides both).
@@ -18,6 +24,7 @@ Ctrl-C checkpoints and prints the command that resumes.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -37,11 +44,12 @@ from mrl_jax import data, optim  # noqa: E402
 from mrl_jax.io import PERFECT_IO, IOParameters  # noqa: E402
 from mrl_jax.models.resnet import ResNet  # noqa: E402
 from mrl_jax.nn import analog_partition  # noqa: E402
+from mrl_jax.optim import presets  # noqa: E402
 from mrl_jax.pulses import UpdateParameters  # noqa: E402
 from mrl_jax.training import cli  # noqa: E402
 from mrl_jax.training.loop import FitConfig, fit  # noqa: E402
 
-SETTINGS = ("ResL", "TTv1", "TTv2", "MP", "SGD", "FP")
+SETTINGS = presets.SETTINGS
 MEAN, STD = 0.5, 0.5  # the reference's Normalize(0.5, 0.5)
 
 
@@ -267,8 +275,15 @@ def to_input(batch):
   return data.normalize(batch, MEAN, STD)
 
 
+def smooth_targets(labels, n_classes: int, smoothing: float):
+  """The reference's label smoothing as coded (``CIFAR-Resnet.py`` ``smooth_one_hot``): the true class gets
+  ``1 − smoothing``, every other class ``smoothing/(C − 1)`` (not optax's ``(1 − s)·onehot + s/C``)."""
+  one_hot = jax.nn.one_hot(labels, n_classes)
+  return jnp.where(one_hot > 0, jnp.float32(1 - smoothing), jnp.float32(smoothing / (n_classes - 1)))
+
+
 def make_loss(label_smoothing: float = 0.1):
-  """``loss_fn(model, x, y) -> (loss, n_correct)``: label-smoothed cross-entropy of the logits.
+  """``loss_fn(model, x, y) -> (loss, n_correct)``: label-smoothed cross-entropy of the logits (``smooth_targets``).
 
   ``x`` is a ``TrainBatch`` in the training step (BatchNorm uses and updates batch statistics) and a plain
   array in evaluation (BatchNorm uses running averages).
@@ -277,7 +292,7 @@ def make_loss(label_smoothing: float = 0.1):
   def loss_fn(model, x, y):
     train = isinstance(x, TrainBatch)
     logits = model(x.images if train else x, use_running_average=not train)
-    targets = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), label_smoothing)
+    targets = smooth_targets(y, logits.shape[-1], label_smoothing)
     loss = jnp.mean(optax.softmax_cross_entropy(logits, targets))
     return loss, jnp.sum(jnp.argmax(logits, axis=-1) == y)
 
@@ -290,7 +305,14 @@ def make_loss(label_smoothing: float = 0.1):
 
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--optimizer", "--setting", "--SETTING", dest="setting", default="ResL", choices=SETTINGS)
+  p.add_argument("--optimizer", "--setting", "--SETTING", dest="setting", default="ResL", type=setting_arg,
+                 help="one of " + ", ".join(SETTINGS) + " (or the reference's names: TT-v1, mp, 'Analog SGD', …)")
+  p.add_argument("--preset", default="fair", choices=("fair", "reference"),
+                 help="fair: every method on SoftBoundsDevice(±1, 2/n_states); reference: the setting exactly as "
+                      "CIFAR-Resnet.py configures it (docs/seed-parity.md)")
+  p.add_argument("--approximate", action="append", default=[], metavar="FIELD",
+                 help="with --preset reference: run although mrl_jax cannot model FIELD yet (e.g. "
+                      "mapping.weight_scaling_omega); recorded in meta.json")
   p.add_argument("-block-number", "--block-number", dest="block_number", nargs=4, type=int, default=[2, 2, 2, 2],
                  metavar="N", help="BasicBlocks of layer1..layer4 (2 2 2 2 = ResNet-18, 3 4 6 3 = ResNet-34)")
   p.add_argument("-block-type", "--block-type", dest="block_type", nargs=6, default=["D", "D", "D", "A", "A", "A"],
@@ -314,8 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
                  help="I/O of the transfer read: reference = noisy for ResL, as --io-perfect for TT-v1/TT-v2")
   p.add_argument("--crop-padding", type=int, default=4, help="pad + random crop (0 = off)")
   p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="random horizontal flip")
-  p.add_argument("--cutout", action="store_true", help="random erasing with random fill (p 0.5, as the reference)")
-  p.add_argument("--autoaugment", action="store_true", help="AutoAugment, CIFAR-10 policy (needs pillow)")
+  p.add_argument("--cutout", action=argparse.BooleanOptionalAction, default=None,
+                 help="random erasing with random fill (p 0.5, as the reference; default: on with --preset reference)")
+  p.add_argument("--autoaugment", action=argparse.BooleanOptionalAction, default=None,
+                 help="AutoAugment, CIFAR-10 policy (needs pillow; default: on with --preset reference)")
   p.add_argument("--synthetic", type=int, default=0, metavar="N",
                  help="train on N synthetic CIFAR-shaped images (test: N // 5, at least 100) instead of CIFAR-10")
   p.add_argument("--data-dir", default=None, help="directory with the CIFAR-10 binary batches (or $MRL_DATA_DIR)")
@@ -332,8 +356,70 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
+def setting_arg(text: str) -> str:
+  """argparse ``type`` of ``--optimizer``: mrl_jax's or the reference script's name of a setting."""
+  try:
+    return presets.canonical_setting(text)
+  except ValueError as err:
+    raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def learning_rate(args) -> float:
   return args.lr if args.lr is not None else (0.2 if args.setting == "FP" else 0.1)
+
+
+def given_flags(parser: argparse.ArgumentParser, argv) -> set:
+  """The ``dest`` of every flag present on the command line (argparse fills in the others' defaults)."""
+  quiet = copy.deepcopy(parser)
+  for action in quiet._actions:
+    action.default = argparse.SUPPRESS
+  return set(vars(quiet.parse_args(argv)))
+
+
+def reference_preset(args) -> presets.ReferencePreset:
+  """The ``CIFAR-Resnet.py`` preset of the (resolved) ``args``."""
+  kw = {"warm_start": args.warm_start} if args.setting == "ResL" else {}
+  return presets.resnet_cifar10_reference(args.setting, io_perfect=args.io_perfect, **kw)
+
+
+def resolve_reference(parser: argparse.ArgumentParser, args, argv) -> presets.ReferencePreset:
+  """``--preset reference``: refuses the flags the reference fixes, reports the flags that win over the
+  reference's values, and writes the resolved values into ``args`` (so that ``meta.json`` shows them)."""
+  given = given_flags(parser, argv)
+  ref = f"CIFAR-Resnet.py {presets.REFERENCE_NAMES[args.setting]}"
+  for name, flag in (("n_states", "--n-states"), ("tiles", "--tiles"), ("gamma", "--gamma"),
+                     ("transfer_read", "--transfer-read"), ("label_smoothing", "--label-smoothing")):
+    if name in given:
+      parser.error(f"{flag} conflicts with --preset reference: {ref} fixes it (docs/seed-parity.md); drop the flag "
+                   "or use --preset fair")
+  if "warm_start" in given and (args.setting != "ResL" or args.warm_start not in ("cuda_exact", "direct")):
+    parser.error(f"--warm-start {args.warm_start} conflicts with --preset reference: {ref} runs "
+                 + ("cuda_exact (the published --CUDA=0 commands) or direct (the fork's CPU build)"
+                    if args.setting == "ResL" else "no warm start"))
+  if args.setting == "ResL" and "warm_start" not in given:
+    args.warm_start = "cuda_exact"
+  preset = reference_preset(args)
+  for name, flag, value in (("epochs", "--epochs", preset.epochs), ("batch_size", "--batch-size", preset.batch_size),
+                            ("lr", "--lr", preset.learning_rate), ("lr_step", "--lr-step", preset.lr_decay_every),
+                            ("width", "--width", 64), ("cutout", "--cutout", True),
+                            ("autoaugment", "--autoaugment", True)):
+    if name not in given or getattr(args, name) is None:
+      setattr(args, name, value)
+    elif getattr(args, name) != value:
+      print(f"--preset reference: {flag} {getattr(args, name)} wins over {ref}'s {value}", file=sys.stderr)
+  args.n_states, args.label_smoothing, args.transfer_read = preset.n_states, 0.1, None
+  if args.setting != "ResL":
+    args.tiles = args.gamma = args.warm_start = None
+  return preset
+
+
+def resolved_config(args) -> dict:
+  """The full configuration that runs (for ``meta.json``)."""
+  if args.preset == "reference":
+    return {"preset": "reference", **reference_preset(args).describe(), "approximated": list(args.approximate)}
+  io = PERFECT_IO if args.io_perfect else IOParameters()
+  return {"preset": "fair", "analog": presets.to_jsonable(fair_config(args)), "forward_io": presets.to_jsonable(io),
+          "backward_io": presets.to_jsonable(io), "learn_out_scale": True}
 
 
 def transfer_read_io(args) -> IOParameters:
@@ -345,35 +431,59 @@ def transfer_read_io(args) -> IOParameters:
   return IOParameters()
 
 
-def make_optimizer(args, params, steps_per_epoch: int):
-  lr = optax.exponential_decay(learning_rate(args), steps_per_epoch * args.lr_step, 0.1, staircase=True)
-  n, key, io = args.n_states, jax.random.key(args.seed), transfer_read_io(args)
-  digital = optax.sgd(lr)
+def fair_config(args):
+  """The analog configuration of ``args.setting`` under the fair preset (a device for SGD, None for FP)."""
+  n, io = args.n_states, transfer_read_io(args)
   if args.setting == "ResL":
     cfg = optim.resl_cifar(n, n_tiles=args.tiles, gamma=args.gamma, warm_start=args.warm_start, transfer_io=io)
-    analog = optim.transfer_compound(cfg.replace(engine=args.engine), lr, key=key)
-  elif args.setting == "TTv1":
-    analog = optim.transfer_compound(optim.ttv1(n, fast_lr=0.1, transfer_io=io).replace(engine=args.engine), lr,
-                                     key=key)
-  elif args.setting == "TTv2":
+    return cfg.replace(engine=args.engine)
+  if args.setting == "TTv1":
+    return optim.ttv1(n, fast_lr=0.1, transfer_io=io).replace(engine=args.engine)
+  if args.setting == "TTv2":
     # CIFAR reference: fast_lr 0.5, thres_scale 0.9, default gradient pulses (BL 31), transfer writes of BL 1.
     cfg = optim.ttv2(n, fast_lr=0.5, thres_scale=0.9, transfer_io=io)
-    analog = optim.transfer_compound(cfg.replace(update=UpdateParameters(), engine=args.engine), lr, key=key)
+    return cfg.replace(update=UpdateParameters(), engine=args.engine)
+  if args.setting in ("TTv3", "TTv4"):
+    return (optim.ttv3 if args.setting == "TTv3" else optim.ttv4)(n, transfer_io=io).replace(engine=args.engine)
+  if args.setting == "MP":
+    return optim.mixed_precision_preset(n)
+  if args.setting == "SGD":
+    return M.limited_state_soft_bounds(n)
+  return None
+
+
+def make_optimizer(args, params, steps_per_epoch: int):
+  key = jax.random.key(args.seed)
+  if getattr(args, "preset", "fair") == "reference":
+    preset = reference_preset(args)
+    lr = optax.exponential_decay(learning_rate(args), steps_per_epoch * args.lr_step, preset.lr_decay_factor,
+                                 staircase=True)
+    analog = preset.analog_optimizer(lr, key=key, engine=args.engine, approximate=args.approximate)
+    return analog_partition(analog, preset.digital_optimizer(lr), params)
+  lr = optax.exponential_decay(learning_rate(args), steps_per_epoch * args.lr_step, 0.1, staircase=True)
+  cfg = fair_config(args)
+  if args.setting in ("ResL", "TTv1", "TTv2"):
+    analog = optim.transfer_compound(cfg, lr, key=key)
+  elif args.setting in ("TTv3", "TTv4"):
+    analog = optim.chopped_transfer(cfg, lr, key=key)
   elif args.setting == "MP":
-    analog = optim.mixed_precision(optim.mixed_precision_preset(n), lr, key=key)
+    analog = optim.mixed_precision(cfg, lr, key=key)
   elif args.setting == "SGD":
-    analog = optim.analog_sgd(M.limited_state_soft_bounds(n), lr, key=key, engine=args.engine)
-  else:  # FP: torch SGD with momentum 0.9 on every parameter
-    digital = optax.sgd(lr, momentum=0.9)
-    analog = optax.chain(optim.densify(), optax.sgd(lr, momentum=0.9))
-  return analog_partition(analog, digital, params)
+    analog = optim.analog_sgd(cfg, lr, key=key, engine=args.engine)
+  else:  # FP: the reference's "FP SGD", AnalogSGD on floating-point tiles = plain SGD, no momentum
+    analog = optax.chain(optim.densify(), optax.sgd(lr))
+  return analog_partition(analog, optax.sgd(lr), params)
 
 
 def build_model(args) -> ResNet:
   """The ResNet of the CLI settings, initialised in one compiled call (eager init compiles op by op)."""
-  io = PERFECT_IO if args.io_perfect else IOParameters()
-  create = lambda rngs: ResNet(tuple(args.block_number), tuple(args.block_type), rngs=rngs, forward_io=io,
-                               backward_io=io, learn_out_scale=True, width=args.width)
+  if getattr(args, "preset", "fair") == "reference":
+    preset = reference_preset(args)
+    io = dict(forward_io=preset.forward_io, backward_io=preset.backward_io, learn_out_scale=preset.learn_out_scale)
+  else:
+    io = dict.fromkeys(("forward_io", "backward_io"), PERFECT_IO if args.io_perfect else IOParameters())
+    io["learn_out_scale"] = True
+  create = lambda rngs: ResNet(tuple(args.block_number), tuple(args.block_type), rngs=rngs, width=args.width, **io)
   return nnx.jit(create)(nnx.Rngs(params=args.seed, noise=args.seed + 1))
 
 
@@ -404,7 +514,20 @@ def load_data(args, with_provenance: bool = False):
 
 
 def main(argv=None):
-  args = build_parser().parse_args(argv)
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  if args.preset == "reference":
+    preset = resolve_reference(parser, args, argv)
+    try:
+      preset.check_supported(args.approximate)
+    except ValueError as err:
+      parser.error(str(err))
+    except NotImplementedError as err:
+      missing = [f for f, _ in preset.unsupported if f not in args.approximate]
+      parser.error(f"{err} On the command line: " + " ".join(f"--approximate {f}" for f in missing))
+  elif args.approximate:
+    parser.error("--approximate applies to --preset reference only")
+  args.cutout, args.autoaugment = bool(args.cutout), bool(args.autoaugment)
   (images, labels), test, provenance = load_data(args, with_provenance=True)
   aug = Augmentation(crop_padding=args.crop_padding, flip=args.flip, cutout=args.cutout,
                      autoaugment=args.autoaugment)
@@ -415,7 +538,8 @@ def main(argv=None):
   name = {(2, 2, 2, 2): "ResNet-18", (3, 4, 6, 3): "ResNet-34"}.get(tuple(args.block_number), "ResNet")
   print(f"{name} {' '.join(map(str, args.block_number))} / {' '.join(args.block_type)} (analog: "
         f"{', '.join(model.analog_parts()) or 'none'}) on {'synthetic' if args.synthetic else 'CIFAR-10'}: "
-        f"{len(images)} train, {len(test[0])} test images; setting {args.setting}, {args.n_states:g} states, "
+        f"{len(images)} train, {len(test[0])} test images; setting {args.setting} ({args.preset} preset), "
+        f"{f'{args.n_states:g} states' if args.n_states else 'floating point'}, "
         f"lr {learning_rate(args):g}, {steps_per_epoch} steps per epoch", file=sys.stderr)
   cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out_dir=args.out, resume=args.resume,
                   overwrite=args.overwrite, resume_safe_fields=cli.SAFE_TO_CHANGE,
@@ -428,7 +552,7 @@ def main(argv=None):
         f.write(json.dumps({"setting": args.setting, **record}) + "\n")
 
   # The learning rate as resolved (its default depends on the setting), so that a resume compares what ran.
-  run_meta = {**vars(args), "lr": learning_rate(args)}
+  run_meta = {**vars(args), "lr": learning_rate(args), "resolved": resolved_config(args)}
   _, history, _ = fit(model, tx, train, test, cfg, loss_fn=make_loss(args.label_smoothing), to_input=to_input,
                       run_meta=run_meta, on_epoch=on_epoch, provenance=provenance)
   final = history[-1] if history else {}

@@ -321,3 +321,44 @@ def test_mnist_cli_reference_preset_refuses_conflicts(argv, message, capsys):
     _lenet_example().main(["--preset", "reference", "--embedded", "--epochs", "1", *argv])
   assert exit_info.value.code == 2
   assert message in capsys.readouterr().err
+
+
+# ---- examples/cifar_resnet.py --preset --------------------------------------------------------------------
+
+def _cifar_example():
+  import importlib.util
+  from pathlib import Path
+  path = Path(__file__).resolve().parents[1] / "examples" / "cifar_resnet.py"
+  spec = importlib.util.spec_from_file_location("cifar_resnet_presets", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_cifar_cli_reference_preset_resolves_and_reports(capsys):
+  example = _cifar_example()
+  parser = example.build_parser()
+  argv = ["--preset", "reference", "--optimizer", "TT-v3", "--epochs", "1", "--width", "8", "--no-io-perfect"]
+  args = parser.parse_args(argv)
+  preset = example.resolve_reference(parser, args, argv)
+  assert preset == P.resnet_cifar10_reference("TTv3", io_perfect=False)
+  assert (args.epochs, args.batch_size, args.lr, args.lr_step, args.width, args.cutout, args.autoaugment,
+          args.n_states) == (1, 128, 0.1, 100, 8, True, True, 4.0)
+  err = capsys.readouterr().err
+  assert "--epochs 1 wins over CIFAR-Resnet.py TT-v3's 200" in err and "--width 8 wins" in err
+  fp = parser.parse_args(["--preset", "reference", "--optimizer", "FP SGD"])
+  example.resolve_reference(parser, fp, ["--preset", "reference", "--optimizer", "FP SGD"])
+  assert fp.lr == 0.2 and example.resolved_config(fp)["momentum"] == 0.0
+  for argv, message in ((["--optimizer", "ResL", "--n-states", "10"], "--n-states conflicts"),
+                        (["--optimizer", "TTv1", "--label-smoothing", "0.2"], "--label-smoothing conflicts"),
+                        (["--optimizer", "TTv2"], "--approximate mapping.weight_scaling_omega")):
+    with pytest.raises(SystemExit):
+      example.main(["--preset", "reference", "--synthetic", "64", *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_cifar_label_smoothing_as_coded():
+  """``smooth_one_hot``: the true class 1 − s, the other classes s/(C − 1)."""
+  targets = np.asarray(_cifar_example().smooth_targets(jnp.array([2, 0]), 10, 0.1))
+  np.testing.assert_allclose(targets[0], [0.1 / 9] * 2 + [0.9] + [0.1 / 9] * 7, rtol=1e-6)
+  np.testing.assert_allclose(targets.sum(-1), 1.0, rtol=1e-6)
