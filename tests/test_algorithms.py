@@ -50,11 +50,12 @@ K, PERIODS, IN = 4, (2, 4, 8, 16), 5
 
 
 def expected_schedule(mode, steps, switch_steps):
-  """The spec's schedule (mrl-algorithm.md §5.2-5.5, §7) as plain Python: {step: {(src, dst, col)}}."""
+  """The spec's schedule (mrl-algorithm.md §5.2-5.5, §7) as plain Python: {step: {(src, dst, col)}}, the final
+  pointers, and {step: [src]} of pointer moves without a write (``direct`` at target 0: the fork's CPU code)."""
   cuda_like = mode in ("via_tile1", "cuda_exact")
   target = K - 1 if mode != "none" else -1
   ptr = [0] * K
-  events = {}
+  events, pointer_only = {}, {}
 
   def ev(step, src, dst):
     events.setdefault(step, set()).add((src, dst, ptr[src]))
@@ -69,6 +70,9 @@ def expected_schedule(mode, steps, switch_steps):
       if step % PERIODS[1] == 0:
         if mode == "direct" and target >= 1:
           ev(step, 0, target)
+        elif mode == "direct":  # the skipped 0 -> 0 self transfer still moves tile 0's pointer
+          pointer_only.setdefault(step, []).append(0)
+          ptr[0] = (ptr[0] + 1) % IN
         elif mode == "via_tile1" and target >= 2:
           ev(step, 1, target)
         elif mode == "cuda_exact":
@@ -77,7 +81,7 @@ def expected_schedule(mode, steps, switch_steps):
       for k in range(1 if cuda_like else 0, K - 1):
         if step % PERIODS[k] == 0:
           ev(step, k, k + 1)
-  return events, ptr
+  return events, ptr, pointer_only
 
 
 @pytest.mark.parametrize("mode", ["none", "direct", "via_tile1", "cuda_exact"])
@@ -98,7 +102,7 @@ def test_mrl_transfer_schedule(mode):
   step = jax.jit(tx.update)
   switch_steps = {6, 11, 20, 23, 29, 40}
   steps = 48
-  expected, expected_ptr = expected_schedule(mode, steps, switch_steps)
+  expected, expected_ptr, pointer_only = expected_schedule(mode, steps, switch_steps)
   observed = {}
   for s in range(1, steps + 1):
     if s in switch_steps:
@@ -112,10 +116,12 @@ def test_mrl_transfer_schedule(mode):
       cols = np.nonzero(np.any(np.asarray(after.tiles[k].weights) != np.asarray(before.tiles[k].weights), axis=0))[0]
       for c in cols:
         observed.setdefault(s, set()).add((k, int(c)))
-    assert sorted(sources) == sorted(src for src, _, _ in expected.get(s, ())), (s, sources, expected.get(s))
+    want = sorted([src for src, _, _ in expected.get(s, ())] + pointer_only.get(s, []))
+    assert sorted(sources) == want, (s, sources, expected.get(s), pointer_only.get(s))
   assert {s: {(d, c) for _, d, c in e} for s, e in expected.items()} == observed
   np.testing.assert_array_equal(np.asarray(state.leaves["w"].ptr), expected_ptr)
   assert len(expected) > 10
+  assert (mode == "direct") == bool(pointer_only)
 
 
 def test_preset_schedules():

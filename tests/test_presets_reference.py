@@ -362,3 +362,28 @@ def test_cifar_label_smoothing_as_coded():
   targets = np.asarray(_cifar_example().smooth_targets(jnp.array([2, 0]), 10, 0.1))
   np.testing.assert_allclose(targets[0], [0.1 / 9] * 2 + [0.9] + [0.1 / 9] * 7, rtol=1e-6)
   np.testing.assert_allclose(targets.sum(-1), 1.0, rtol=1e-6)
+
+
+# ---- the fork's set_flags semantics ----------------------------------------------------------------------------
+
+def test_request_switch_has_set_flags_semantics():
+  """``tile.set_flags``: the flag is overwritten (False after True cancels), several True are one switch, and
+  once the cascade runs requests do nothing."""
+  cfg = O.resl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.1, 0.1),
+                                           warm_start="direct", engine="jnp")
+  tx = O.transfer_compound(cfg, 0.05, key=0)
+  params = {"w": jnp.zeros((3, 4), jnp.float32)}
+  grads = {"w": AnalogGradient(jnp.full((1, 4), 0.1), jnp.full((1, 3), 0.1))}
+  step = jax.jit(lambda st: tx.update(grads, st, params)[1])
+  target = lambda st: int(st.leaves["w"].target)
+  state = step(O.request_switch(O.request_switch(tx.init(params)), False))
+  assert target(state) == 2
+  state = step(O.request_switch(O.request_switch(state)))
+  assert target(state) == 1
+  for _ in range(2):
+    state = step(O.request_switch(state))
+  assert target(state) == -1
+  state = step(O.request_switch(state))
+  assert target(state) == -1
+  with pytest.raises(ValueError, match="request_switch.requested = 1 is invalid"):
+    O.request_switch(state, 1)

@@ -143,7 +143,13 @@ class TransferCompound:
 
   @property
   def gradient_granularity(self) -> float:
-    """AIHWKit uses the mean granularity of all the compound's devices for the gradient write."""
+    """Granularity of the gradient write's update management: the mean over all K tiles' devices.
+
+    AIHWKit's meta parameter (``TransferRPUDeviceMetaParameter::calcWeightGranularity``) names the fast device's,
+    but ``VectorRPUDevice::populate`` then sets the compound's granularity to the mean over its devices, and the
+    pulsed update reads that value (CUDA copies it). Measured against AIHWKit 1.1.0 with a fast device that
+    differs from the others: ``tests/fixtures/aihwkit_compound_granularity.npz``.
+    """
     return sum(self.device_of(k).granularity for k in range(self.n_tiles)) / self.n_tiles
 
   @property
@@ -303,13 +309,21 @@ def _warm_hop(cfg: TransferCompound, leaf: CompoundLeafState, src: int, rate, ke
   """The warm-start transfer from ``src`` into the current target tile (when ``warm``).
 
   Targets ``lo … K−1``: ``lo`` = 1 for ``direct``, 2 for ``via_tile1`` and 0 for ``cuda_exact`` (the
-  reference CUDA code hops from tile 1 into any target, 1 → 1 being its unguarded self transfer).
+  reference CUDA code hops from tile 1 into any target, 1 → 1 being its unguarded self transfer). At target 0,
+  ``direct`` writes nothing but still moves tile 0's read pointer, as the fork's CPU code does: its
+  ``transfer(0, 0)`` returns before reading (``readAndUpdate``'s self-transfer guard) but ``transfer`` then
+  advances ``current_slice_indices_[0]`` (``rpu_transfer_device.cpp`` lines 444–447 and 511), so the cascade's
+  first 0 → 1 read starts at a shifted column.
   """
   lo = {"direct": 1, "via_tile1": 2, "cuda_exact": 0}[cfg.warm_start]
   for dst in range(lo, cfg.n_tiles):
     hop = (lambda l: _self_transfer_quirk(cfg, l, src, rate, key)) if dst == src else \
           (lambda l, dst=dst: _transfer(cfg, l, src, dst, rate, key))
     leaf = _masked(warm & (leaf.target == dst), hop, leaf, (dst,))
+  if cfg.warm_start == "direct":
+    size = _line_count(cfg, leaf.tiles[0].weights.shape)
+    moved = leaf.ptr.at[0].set((leaf.ptr[0] + min(cfg.n_reads_per_transfer, size)) % size)
+    leaf = leaf._replace(ptr=jnp.where(warm & (leaf.target == 0), moved, leaf.ptr))
   return leaf
 
 
@@ -431,11 +445,19 @@ def warm_start_target(opt_state):
   return leaves[0].target if leaves else None
 
 
-def request_switch(state: CompoundState) -> CompoundState:
-  """Asks every analog weight to move its warm-start target down one tile in the next step.
+def request_switch(state: CompoundState, requested: bool = True) -> CompoundState:
+  """Sets every analog weight's pending warm-start switch: True moves the target down one tile in the next
+  step, False cancels a pending request.
 
-  The host-side alternative to passing ``epoch_loss`` to ``update`` (e.g. a custom plateau rule).
+  The host-side alternative to passing ``epoch_loss`` to ``update`` (e.g. a custom plateau rule), with the
+  reference's ``tile.set_flags`` semantics: the flag is overwritten, so ``False`` after ``True`` (before the next
+  update) cancels, several ``True`` are one switch, and once the cascade runs (target −1) requests do nothing.
+
+  Args:
+    state: a ``transfer_compound`` state.
+    requested: the flag to store.
   """
-  leaves = jax.tree.map(lambda l: l._replace(pending=jnp.bool_(True)), state.leaves,
+  C.boolean("request_switch", "requested", requested)
+  leaves = jax.tree.map(lambda l: l._replace(pending=jnp.bool_(requested)), state.leaves,
                         is_leaf=lambda n: isinstance(n, CompoundLeafState))
   return state._replace(leaves=leaves)
