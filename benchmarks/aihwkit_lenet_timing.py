@@ -18,9 +18,11 @@ LeNet-5 of the MRL MNIST experiment (``mrl-algorithm.md`` §8.1):
     -> MaxPool2 -> Tanh -> Flatten(512) -> AnalogLinear(512->128) -> Tanh
     -> AnalogLinear(128->10) -> LogSoftmax
 
-at batch 8 on one fixed random MNIST-shaped batch (N x 1 x 28 x 28 in [0, 1],
-random labels), ``AnalogSGD(lr=0.05)``, digital biases for every setting.  Two
-warm-up steps, then ``--steps`` timed steps (default 10).  ``--threads N``
+at batch 8 on consecutive batches of the embedded MNIST subset
+(``mrl_jax/data/mnist_subset.npz``, pixels / 255, the batches
+``benchmarks/bench_lenet_step.py`` trains on), ``AnalogSGD(lr=0.05)``, digital
+biases for every setting.  Two warm-up steps, then ``--steps`` timed steps
+(default 10).  ``--threads N``
 sets ``torch.set_num_threads(N)`` (default: torch's default, one per core).
 The numbers are very sensitive to CPU contention: with torch's OpenMP threads
 on an oversubscribed machine a step can be ~50x slower than on an idle one, so
@@ -48,6 +50,9 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -140,25 +145,26 @@ def lenet5(rpu_config):
     )
 
 
-def time_setting(rpu_config, x, y, steps, warmup=2):
+def time_setting(rpu_config, batches, steps, warmup=2):
     model = lenet5(rpu_config)
     model.train()
     opt = AnalogSGD(model.parameters(), lr=LR)
     loss_fn = nn.NLLLoss()
 
-    def step():
+    def step(i):
+        x, y = batches[i % len(batches)]
         opt.zero_grad()
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
         return loss
 
-    for _ in range(warmup):
-        step()
+    for i in range(warmup):
+        step(i)
     times = []
-    for _ in range(steps):
+    for i in range(steps):
         t0 = time.perf_counter()
-        loss = step()
+        loss = step(warmup + i)
         times.append((time.perf_counter() - t0) * 1e3)
     if not torch.isfinite(loss):
         raise RuntimeError(f"non-finite loss {loss.item()}")
@@ -179,13 +185,15 @@ def main():
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
-    x = torch.rand(BATCH, 1, 28, 28, generator=gen)
-    y = torch.randint(0, 10, (BATCH,), generator=gen)
+    subset = np.load(Path(__file__).resolve().parents[1] / "mrl_jax" / "data" / "mnist_subset.npz")
+    n = (args.steps + 2) * BATCH
+    images = torch.from_numpy(subset["train_images"][:n].astype(np.float32) / 255.0).permute(0, 3, 1, 2)
+    labels = torch.from_numpy(subset["train_labels"][:n].astype(np.int64))
+    batches = [(images[i:i + BATCH], labels[i:i + BATCH]) for i in range(0, n, BATCH)]
 
     out = {}
     for name, make in (("FP", fp_config), ("TT-v1", ttv1_config), ("MRL", mrl_config)):
-        out[name] = round(time_setting(make(), x, y, args.steps), 3)
+        out[name] = round(time_setting(make(), batches, args.steps), 3)
     out.update(
         aihwkit=aihwkit.__version__,
         threads=torch.get_num_threads(),

@@ -1,10 +1,13 @@
 """LeNet-5 training-step speed at batch 8: FP, TT-v1 and MRL (4 states), beside AIHWKit 1.1.0.
 
-    python benchmarks/bench_lenet_step.py [--steps 30] [--aihwkit-python PATH]
+    python benchmarks/bench_lenet_step.py [--steps 40] [--dispatch 8] [--aihwkit-python PATH]
 
-Median milliseconds per jitted training step (forward, analog-aware backward, optimizer with pulsed
-updates and transfers) after warm-up. AIHWKit runs ``benchmarks/aihwkit_lenet_timing.py`` in its side venv
-(``$MRL_AIHWKIT_PYTHON``) when present.
+Milliseconds per training step (forward, analog-aware backward, optimizer with pulsed updates and transfers) on
+consecutive embedded-MNIST batches, after warm-up: median over ``--steps`` single jitted steps, and the same
+steps ``--dispatch`` at a time in one ``lax.scan`` program (``training.loop.make_multi_step``, what ``fit`` runs).
+The two are timed in alternating rounds so that load on a shared machine hits both alike. AIHWKit runs
+``benchmarks/aihwkit_lenet_timing.py`` in its side venv (``$MRL_AIHWKIT_PYTHON``) when present. The last
+column estimates one full-MNIST epoch (7,500 steps of batch 8) from the dispatched step time.
 """
 
 from __future__ import annotations
@@ -20,17 +23,17 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mrl_jax import optim  # noqa: E402
+from mrl_jax import data, optim  # noqa: E402
 from mrl_jax.models import LeNet5  # noqa: E402
 from mrl_jax.nn import analog_partition  # noqa: E402
-from mrl_jax.training.loop import init_state, make_train_step  # noqa: E402
+from mrl_jax.training.loop import init_state, make_multi_step, make_train_step  # noqa: E402
 
 BATCH = 8
+EPOCH_STEPS = 60000 // BATCH
 
 
 def optimizer(setting: str, params, engine: str):
@@ -44,30 +47,42 @@ def optimizer(setting: str, params, engine: str):
   return analog_partition(analog, optax.sgd(lr), params)
 
 
-def time_steps(setting: str, steps: int, engine: str = "auto") -> float:
+def time_steps(setting: str, steps: int, dispatch: int, engine: str = "auto") -> tuple[float, float]:
+  """Median ms per step: one step per call, and ``dispatch`` steps per call."""
   model = LeNet5(rngs=nnx.Rngs(0))
   tx = optimizer(setting, nnx.state(model, nnx.Param), engine)
   graphdef, state = init_state(model, tx)
-  step = make_train_step(graphdef, tx)
-  rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.random((BATCH, 28, 28, 1), np.float32))
-  y = jnp.asarray(rng.integers(0, 10, BATCH), jnp.int32)
-  nan = jnp.float32(jnp.nan)
-  for _ in range(3):
-    state, loss, _ = step(state, x, y, nan)
-  jax.block_until_ready(loss)
-  times = []
-  for _ in range(steps):
-    t0 = time.perf_counter()
-    state, loss, _ = step(state, x, y, nan)
+  step, multi = make_train_step(graphdef, tx), make_multi_step(graphdef, tx)
+  images, labels = data.embedded_mnist("train")
+  n = dispatch * steps
+  xs = data.to_float(images[: n * BATCH]).reshape((steps, dispatch, BATCH) + images.shape[1:])
+  ys = jnp.asarray(labels[: n * BATCH]).reshape(steps, dispatch, BATCH)
+  nan = jnp.full((dispatch,), jnp.nan, jnp.float32)
+  holder = [state]
+
+  def single(i):
+    for c in range(dispatch):
+      holder[0], loss, _ = step(holder[0], xs[i, c], ys[i, c], nan[0])
+      jax.block_until_ready(loss)
+
+  def grouped(i):
+    holder[0], loss, _ = multi(holder[0], xs[i], ys[i], nan)
     jax.block_until_ready(loss)
-    times.append((time.perf_counter() - t0) * 1e3)
-  return statistics.median(times)
+
+  single(0), grouped(0)  # compile both
+  per_step = {single: [], grouped: []}
+  for i in range(steps):
+    for fn in (single, grouped):
+      t0 = time.perf_counter()
+      fn(i)
+      per_step[fn].append((time.perf_counter() - t0) * 1e3 / dispatch)
+  return statistics.median(per_step[single]), statistics.median(per_step[grouped])
 
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--steps", type=int, default=30)
+  ap.add_argument("--steps", type=int, default=40, help="rounds (each: --dispatch single steps and one dispatch)")
+  ap.add_argument("--dispatch", type=int, default=8, help="steps per dispatch")
   ap.add_argument("--aihwkit-python", default=os.environ.get("MRL_AIHWKIT_PYTHON", "/work/venvs/aihwkit/bin/python"))
   args = ap.parse_args()
   ref = None
@@ -76,15 +91,18 @@ def main():
     out = subprocess.run([args.aihwkit_python, str(script), "--steps", "10"], capture_output=True, text=True)
     if out.returncode == 0:
       ref = json.loads(out.stdout.strip().splitlines()[-1])
-  fp = time_steps("FP", args.steps)
-  print(f"jax {jax.__version__}, {os.cpu_count()} CPUs; LeNet-5, batch {BATCH}, 4-state SoftBounds, median ms/step\n")
-  print("| setting | mrl_jax (native) | mrl_jax (jnp) | AIHWKit 1.1.0 | AIHWKit / mrl_jax | mrl_jax / FP-JAX |")
-  print("|---|---|---|---|---|---|")
+  fp_single, fp = time_steps("FP", args.steps, args.dispatch)
+  print(f"jax {jax.__version__}, {os.cpu_count()} CPUs; LeNet-5, batch {BATCH}, 4-state SoftBounds, embedded MNIST, "
+        f"median ms/step\n")
+  print(f"| setting | mrl_jax, 1 step/call | mrl_jax, {args.dispatch} steps/call | mrl_jax jnp engine, 1 step/call | "
+        f"AIHWKit 1.1.0 | AIHWKit / mrl_jax | mrl_jax / FP-JAX | full-MNIST epoch (s) |")
+  print("|---|---|---|---|---|---|---|---|")
   for setting in ("FP", "TT-v1", "MRL"):
-    native = fp if setting == "FP" else time_steps(setting, args.steps, "native")
-    ref_jnp = float("nan") if setting == "FP" else time_steps(setting, max(3, args.steps // 5), "jnp")
+    single, grouped = (fp_single, fp) if setting == "FP" else time_steps(setting, args.steps, args.dispatch, "native")
+    jnp_ms = float("nan") if setting == "FP" else time_steps(setting, max(3, args.steps // 8), 1, "jnp")[0]
     a = ref.get(setting, float("nan")) if ref else float("nan")
-    print(f"| {setting} | {native:.1f} | {ref_jnp:.1f} | {a:.1f} | {a / native:.1f}x | {native / fp:.1f}x |")
+    print(f"| {setting} | {single:.2f} | {grouped:.2f} | {jnp_ms:.1f} | {a:.1f} | {a / grouped:.1f}x | "
+          f"{grouped / fp:.2f}x | {grouped * EPOCH_STEPS / 1e3:.0f} |")
   if ref is None:
     print("\nAIHWKit timings unavailable (side venv or benchmarks/aihwkit_lenet_timing.py missing).")
 

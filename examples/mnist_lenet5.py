@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="use the MNIST subset shipped in the package (10,000 train / 2,000 test images)")
   cli.add_run_dir_arguments(p)
   p.add_argument("--checkpoint-every-steps", type=int, default=0)
+  p.add_argument("--steps-per-dispatch", type=int, default=8,
+                 help="training steps per jitted call (lax.scan; same results for every value, fewer dispatches)")
   p.add_argument("--engine", default="auto", choices=("auto", "native", "jnp"))
   p.add_argument("--no-progress", action="store_true")
   return p
@@ -230,7 +232,8 @@ def main(argv=None):
         f"({args.preset} preset), {states}, {steps_per_epoch} steps per epoch", file=sys.stderr)
   cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out_dir=args.out, resume=args.resume,
                   overwrite=args.overwrite, resume_safe_fields=cli.SAFE_TO_CHANGE,
-                  checkpoint_every_steps=args.checkpoint_every_steps, seed=args.seed, progress=not args.no_progress)
+                  checkpoint_every_steps=args.checkpoint_every_steps,
+                  steps_per_dispatch=args.steps_per_dispatch, seed=args.seed, progress=not args.no_progress)
   run_meta = {**vars(args), "resolved": resolved_config(args)}
   _, history, state = fit(model, tx, (images, labels), test, cfg, to_input=data.to_float, run_meta=run_meta,
                           provenance=provenance)

@@ -65,3 +65,29 @@ def test_cli_accepts_the_reference_flags():
   assert not args.io_perfect and args.warm_start == "direct"
   with pytest.raises(SystemExit):
     parser.parse_args(["--setting", "Adam"])
+
+
+def test_steps_per_dispatch_equals_single_steps():
+  """k steps per jitted call (lax.scan) give the bits of k single steps: state and history over two epochs (the
+  second starts with the warm-start plateau signal)."""
+  from tests.tiny_mlp import TinyMLP
+
+  def run(k):
+    model = TinyMLP(16, nnx.Rngs(0))
+    params = nnx.state(model, nnx.Param)
+    cfg = optim.resl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.15, 0.1))
+    tx = analog_partition(optim.transfer_compound(cfg, 0.05, key=1), optax.sgd(0.05), params)
+    train, test = _subset(n_train=80, n_test=64)  # 10 batches of 8: with k = 6 two dispatches of 5 steps
+    fit_cfg = FitConfig(epochs=2, batch_size=8, progress=False, steps_per_dispatch=k)
+    _, history, state = fit(model, tx, train, test, fit_cfg, to_input=data.to_float)
+    return [{key: v for key, v in r.items() if key != "seconds"} for r in history], state
+
+  (h1, s1), (h4, s4) = run(1), run(6)
+  assert h1 == h4
+  bits = lambda a: np.asarray(jax.random.key_data(a) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else a)
+  assert all(jax.tree.leaves(jax.tree.map(lambda a, b: np.array_equal(bits(a), bits(b)), s1, s4)))
+
+
+def test_steps_per_dispatch_is_validated():
+  with pytest.raises(ValueError, match=r"FitConfig.steps_per_dispatch = 0 is invalid: allowed range is integers >= 1"):
+    FitConfig(epochs=1, batch_size=8, steps_per_dispatch=0)

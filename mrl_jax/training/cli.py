@@ -16,9 +16,10 @@ from mrl_jax.training.loop import TrainingInterrupted
 from mrl_jax.training.rundir import RunDirectoryError
 
 # CLI fields a resume may change: how long the run goes, how it is saved and shown, where its files are (the data
-# themselves are compared by sha256 as "data"), and the pulsed-update engine (every engine gives the same bits).
-SAFE_TO_CHANGE = ("epochs", "resume", "overwrite", "no_progress", "checkpoint_every_steps", "out", "data_dir",
-                  "engine", "log_jsonl")
+# themselves are compared by sha256 as "data"), the pulsed-update engine and the steps per dispatch (every
+# choice of those gives the same bits).
+SAFE_TO_CHANGE = ("epochs", "resume", "overwrite", "no_progress", "checkpoint_every_steps", "steps_per_dispatch",
+                  "out", "data_dir", "engine", "log_jsonl")
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a job ended by Ctrl-C
 EXIT_REFUSED = 2

@@ -113,6 +113,27 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn: Callabl
   return jax.jit(train_step_fn(graphdef, tx, loss_fn), donate_argnums=0)
 
 
+def make_multi_step(graphdef, tx: optax.GradientTransformation, loss_fn: Callable = nll_loss):
+  """``k`` training steps in one dispatch: ``multi(state, xs, ys, epoch_losses) -> (state, losses, aux)``.
+
+  ``xs``, ``ys``, ``epoch_losses`` carry a leading axis of ``k`` steps (one compiled program per ``k``); the
+  steps run under ``lax.scan`` in one jitted, donated program, so the per-call cost (dispatching every leaf of
+  the state, a host sync per step) is paid once per ``k`` steps. Equal, bit for bit, to ``k`` calls of
+  ``make_train_step`` (``tests/test_training.py``).
+  """
+  step = train_step_fn(graphdef, tx, loss_fn)
+
+  def multi(state, xs, ys, epoch_losses):
+    def body(carry, inputs):
+      carry, loss, aux = step(carry, *inputs)
+      return carry, (loss, aux)
+
+    state, (losses, aux) = jax.lax.scan(body, state, (xs, ys, epoch_losses))
+    return state, losses, aux
+
+  return jax.jit(multi, donate_argnums=0)
+
+
 def make_eval_step(graphdef, loss_fn: Callable = nll_loss):
   """Returns ``evaluate(model_state, x, y) -> (loss, aux)`` (jitted; the model state is not changed)."""
 
@@ -138,13 +159,19 @@ class FitConfig:
     overwrite: delete the run in ``out_dir`` (its meta.json, metrics.jsonl, checkpoints and plots) and start afresh.
     resume_safe_fields: fields of ``run_meta`` that may differ on a resume (``epochs``, say); the loop's own
       ``epochs``, ``eval_batch_size`` and ``checkpoint_every_steps`` always may.
-    checkpoint_every_steps: extra mid-epoch checkpoints (0 = only at epoch ends).
+    checkpoint_every_steps: extra mid-epoch checkpoints (0 = only at epoch ends); with ``steps_per_dispatch`` k
+      the checkpoint is written at the end of the dispatch that reaches the step.
+    steps_per_dispatch: at most this many training steps per jitted call (``make_multi_step``); results are
+      identical for every value. The loop uses k = the largest divisor of the epoch's batch count that is at most
+      this, so one program serves the whole run (a second would cost another compilation); after a resume from a
+      position that is not a multiple of k, the batches up to the next multiple run one per call.
     seed: data-order seed.
     progress: show a tqdm bar.
     non_finite: what a step with a non-finite loss or skipped tile updates does: ``"skip"`` (the
       updates are skipped and counted; epoch records carry ``skipped_updates`` and ``non_finite_steps``)
       or ``"raise"`` (additionally write a checkpoint of the unchanged state and raise
-      ``FloatingPointError`` naming the step and the tiles).
+      ``FloatingPointError`` naming the step and the tiles; with ``steps_per_dispatch`` > 1, at the end of the
+      dispatch that held the step: the steps after it in that dispatch have run).
   """
 
   epochs: int
@@ -155,12 +182,13 @@ class FitConfig:
   overwrite: bool = False
   resume_safe_fields: tuple[str, ...] = ()
   checkpoint_every_steps: int = 0
+  steps_per_dispatch: int = 1
   seed: int = 0
   progress: bool = True
   non_finite: str = "skip"
 
   def __post_init__(self):
-    for name in ("epochs", "batch_size", "eval_batch_size"):
+    for name in ("epochs", "batch_size", "eval_batch_size", "steps_per_dispatch"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"FitConfig.{name} = {value!r} is invalid: allowed range is integers >= 1")
@@ -279,7 +307,8 @@ def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test:
                            fit={k: getattr(cfg, k) for k in rundir.FIT_FIELDS}, data=provenance,
                            safe=cfg.resume_safe_fields)
   graphdef, state = init_state(model, tx)
-  step = make_train_step(graphdef, tx, loss_fn)
+  step = make_train_step(graphdef, tx, loss_fn)  # jit compiles each program on its first call only
+  multi_step = make_multi_step(graphdef, tx, loss_fn)
   evaluate = make_eval_step(graphdef, loss_fn)
   meta = {"epoch": 0, "position": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "last_epoch_loss": None,
           "non_finite_steps": 0, "history": []}
@@ -287,6 +316,7 @@ def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test:
   n_batches = len(images) // cfg.batch_size
   if n_batches == 0:
     raise ValueError(f"batch_size = {cfg.batch_size} is larger than the training set ({len(images)} samples)")
+  group = max(k for k in range(1, min(cfg.steps_per_dispatch, n_batches) + 1) if n_batches % k == 0)
   if plan is not None and plan.resume:
     latest = ckpt.latest_checkpoint(out)
     if latest is not None:
@@ -329,31 +359,44 @@ def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test:
       bar = _progress(cfg.progress, n_batches, meta["position"], f"epoch {epoch + 1}/{cfg.epochs}")
       t0 = time.time()
       try:
-        for b in range(meta["position"], n_batches):
-          idx = order[b]
-          plateau_signal = meta["last_epoch_loss"] if (b == 0 and meta["last_epoch_loss"] is not None) else math.nan
-          state, loss, correct = step(state, to_input(images[idx]), jnp.asarray(labels[idx]),
-                                      jnp.float32(plateau_signal))
-          meta["position"] = b + 1
-          if not math.isfinite(float(loss)):
-            # The step's updates were skipped (tiles and digital parameters), so the state is still good.
-            meta["non_finite_steps"] += 1
-            if cfg.non_finite == "raise":
-              save(meta)
-              raise FloatingPointError(
-                  f"non-finite training loss {float(loss)} at epoch {epoch + 1}, batch {b + 1}; the step's updates "
-                  f"were skipped and the unchanged state was checkpointed. Skipped tile updates so far: "
-                  f"{_skip_summary(state.opt)}")
+        b = meta["position"]
+        while b < n_batches:
+          k = group if b % group == 0 else 1
+          signals = [meta["last_epoch_loss"] if (c == 0 and meta["last_epoch_loss"] is not None) else math.nan
+                     for c in range(b, b + k)]
+          batches = [(to_input(images[order[c]]), jnp.asarray(labels[order[c]])) for c in range(b, b + k)]
+          if k == 1:
+            state, loss, correct = step(state, *batches[0], jnp.float32(signals[0]))
+            losses, corrects = [float(loss)], [int(correct)]
           else:
-            meta["loss_sum"] += float(loss)
-            meta["correct"] += int(correct)
-            meta["seen"] += 1
+            state, loss, correct = multi_step(state, jnp.stack([x for x, _ in batches]),
+                                              jnp.stack([y for _, y in batches]), jnp.asarray(signals, jnp.float32))
+            losses, corrects = np.asarray(loss).tolist(), np.asarray(correct).tolist()
+          b += k
+          meta["position"] = b
+          failed = None
+          for c, (loss_c, correct_c) in enumerate(zip(losses, corrects), start=b - k):
+            if not math.isfinite(loss_c):
+              # The step's updates were skipped (tiles and digital parameters), so the state is still good.
+              meta["non_finite_steps"] += 1
+              failed = failed or (c, loss_c)
+            else:
+              meta["loss_sum"] += loss_c
+              meta["correct"] += int(correct_c)
+              meta["seen"] += 1
+          if failed is not None and cfg.non_finite == "raise":
+            save(meta)
+            raise FloatingPointError(
+                f"non-finite training loss {failed[1]} at epoch {epoch + 1}, batch {failed[0] + 1}; the step's "
+                f"updates were skipped and the state after batch {b} was checkpointed. Skipped tile updates so "
+                f"far: {_skip_summary(state.opt)}")
           if bar is not None:
-            bar.update(1)
-            if b % 50 == 0:
+            bar.update(k)
+            if (b - k) // 50 != b // 50 or b - k == 0:
               bar.set_postfix(loss=f"{meta['loss_sum'] / max(meta['seen'], 1):.4f}",
                               acc=f"{meta['correct'] / max(meta['seen'] * cfg.batch_size, 1):.3f}")
-          if cfg.checkpoint_every_steps and (b + 1) % cfg.checkpoint_every_steps == 0 and b + 1 < n_batches:
+          every = cfg.checkpoint_every_steps
+          if every and (b - k) // every != b // every and b < n_batches:
             save(meta)
           stop_if_requested()
       finally:
