@@ -64,8 +64,8 @@ class Augmentation(NamedTuple):
   Attributes:
     crop_padding: zero padding before the random crop back to the input size (0 = no crop).
     flip: random horizontal flip with probability 1/2.
-    cutout: with probability ``cutout_p`` erase a random rectangle (area fraction 0.02–0.4, aspect ratio
-      0.4–2.5, log-uniform) and fill it with uniform random pixels.
+    cutout: with probability ``cutout_p`` erase one random rectangle (area fraction 0.02–0.4, aspect ratio
+      0.4–2.5, both uniform) and fill it with one random gray level (the reference's ``Cutout``, see ``cutout``).
     autoaugment: the CIFAR-10 AutoAugment policy (needs pillow).
   """
 
@@ -99,22 +99,20 @@ def random_flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def cutout(images: np.ndarray, rng: np.random.Generator, p: float = 0.5, area=(0.02, 0.4),
            aspect=(0.4, 2.5)) -> np.ndarray:
-  """Random erasing with random fill: with probability ``p`` per image, a rectangle of ``area`` (fraction of the
-  image) and ``aspect`` (h/w, log-uniform) is filled with uniform random pixel values (10 tries to fit)."""
+  """The reference's ``Cutout`` as coded (``CIFAR-Resnet.py`` lines 150-207): with probability ``p`` per image,
+  one rectangle of ``s = U(area)·H·W`` pixels and aspect ``r = U(aspect)`` (uniform, one draw), height
+  ``int(√(s·r))`` and width ``int(√(s/r))``, at a top-left corner drawn from ``[0, H − h)`` × ``[0, W − w)``, is
+  filled with one value ``U{0, …, 254}`` for all its pixels and channels."""
   out = images.copy()
-  n, h, w, c = images.shape
-  log_aspect = (math.log(aspect[0]), math.log(aspect[1]))
+  n, h, w, _ = images.shape
   for i in range(n):
-    if rng.random() >= p:
+    if rng.random() > p:
       continue
-    for _ in range(10):
-      target = rng.uniform(*area) * h * w
-      ratio = math.exp(rng.uniform(*log_aspect))
-      eh, ew = int(round(math.sqrt(target * ratio))), int(round(math.sqrt(target / ratio)))
-      if 0 < eh < h and 0 < ew < w:
-        top, left = rng.integers(0, h - eh + 1), rng.integers(0, w - ew + 1)
-        out[i, top:top + eh, left:left + ew] = rng.integers(0, 256, size=(eh, ew, c), dtype=np.uint8)
-        break
+    s = rng.uniform(*area) * h * w
+    r = rng.uniform(*aspect)
+    eh, ew = min(int(math.sqrt(s * r)), h - 1), min(int(math.sqrt(s / r)), w - 1)
+    left, top = rng.integers(0, w - ew), rng.integers(0, h - eh)
+    out[i, top:top + eh, left:left + ew] = rng.integers(0, 255)
   return out
 
 
@@ -157,13 +155,13 @@ def _magnitude(op: str, bin_: int, size: int) -> tuple[float, bool]:
   if op in ("TranslateX", "TranslateY"):
     return 150.0 / 331.0 * size * t, True
   if op == "Rotate":
-    return 30.0 * t, True
+    return 30.0 * t, False  # the reference rotates counter-clockwise only (rotate_with_fill, no random sign)
   if op in ("Brightness", "Color", "Contrast", "Sharpness"):
     return 0.9 * t, True
   if op == "Posterize":
     return float(8 - round(bin_ / 2.25)), False
   if op == "Solarize":
-    return 255.0 * (1.0 - t), False
+    return 256.0 * (1.0 - t), False  # np.linspace(256, 0, 10): bin 0 leaves the image unchanged
   raise ValueError(f"AutoAugment operation {op!r} takes no magnitude")
 
 
@@ -176,18 +174,20 @@ def _pil():
 
 
 def _apply_op(img, op: str, m: float):
+  """One AutoAugment operation as the reference's ``SubPolicy`` applies it: geometric operations fill with
+  gray 128; shears resample bicubically, translations and rotations with nearest neighbours."""
   Image, ImageEnhance, ImageOps = _pil()
-  fill = (0,) * len(img.getbands())
-  affine = lambda coeffs: img.transform(img.size, Image.Transform.AFFINE, coeffs, Image.Resampling.NEAREST,
-                                        fillcolor=fill)
+  fill = (128,) * len(img.getbands())
+  affine = lambda coeffs, resample=Image.Resampling.NEAREST: img.transform(
+      img.size, Image.Transform.AFFINE, coeffs, resample, fillcolor=fill)
   if op == "ShearX":
-    return affine((1, m, 0, 0, 1, 0))
+    return affine((1, m, 0, 0, 1, 0), Image.Resampling.BICUBIC)
   if op == "ShearY":
-    return affine((1, 0, 0, m, 1, 0))
+    return affine((1, 0, 0, m, 1, 0), Image.Resampling.BICUBIC)
   if op == "TranslateX":
-    return affine((1, 0, -int(m), 0, 1, 0))
+    return affine((1, 0, m, 0, 1, 0))
   if op == "TranslateY":
-    return affine((1, 0, 0, 0, 1, -int(m)))
+    return affine((1, 0, 0, 0, 1, m))
   if op == "Rotate":
     return img.rotate(m, resample=Image.Resampling.NEAREST, fillcolor=fill)
   if op in ("Brightness", "Color", "Contrast", "Sharpness"):
@@ -207,7 +207,8 @@ def _apply_op(img, op: str, m: float):
 
 def autoaugment(images: np.ndarray, rng: np.random.Generator, policy=AUTOAUGMENT_CIFAR10) -> np.ndarray:
   """AutoAugment of uint8 ``[N, H, W, C]`` images: one random sub-policy per image; each of its steps is
-  applied with its probability, signed magnitudes get a random sign."""
+  applied with its probability; signed magnitudes (shear, translate, color, contrast, sharpness, brightness; not
+  rotate) get a random sign, as the reference's ``SubPolicy``."""
   Image, _, _ = _pil()
   out = np.empty_like(images)
   for i, image in enumerate(images):
@@ -337,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--crop-padding", type=int, default=4, help="pad + random crop (0 = off)")
   p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="random horizontal flip")
   p.add_argument("--cutout", action=argparse.BooleanOptionalAction, default=None,
-                 help="random erasing with random fill (p 0.5, as the reference; default: on with --preset reference)")
+                 help="the reference's Cutout (p 0.5, one random gray level; default: on with --preset reference)")
   p.add_argument("--autoaugment", action=argparse.BooleanOptionalAction, default=None,
                  help="AutoAugment, CIFAR-10 policy (needs pillow; default: on with --preset reference)")
   p.add_argument("--synthetic", type=int, default=0, metavar="N",

@@ -387,3 +387,22 @@ def test_request_switch_has_set_flags_semantics():
   assert target(state) == -1
   with pytest.raises(ValueError, match="request_switch.requested = 1 is invalid"):
     O.request_switch(state, 1)
+
+
+def test_cifar_cutout_and_autoaugment_as_coded():
+  """Cutout: one rectangle of one gray level per image; AutoAugment: gray-128 fill, rotation without a random sign,
+  solarize threshold 256·(1 − bin/9)."""
+  example = _cifar_example()
+  white = np.full((32, 32, 32, 3), 255, np.uint8)
+  out = example.cutout(white, np.random.default_rng(0), p=1.0)
+  for img in out:
+    changed = np.any(img != 255, axis=-1)
+    rows, cols = np.nonzero(changed)
+    assert changed.sum() == (np.ptp(rows) + 1) * (np.ptp(cols) + 1)  # a full rectangle
+    assert len(np.unique(img[changed])) == 1  # one value for every pixel and channel
+  pytest.importorskip("PIL")
+  from PIL import Image
+  assert example._magnitude("Rotate", 9, 32) == (30.0, False)
+  assert example._magnitude("Solarize", 0, 32) == (256.0, False)
+  shifted = np.asarray(example._apply_op(Image.fromarray(white[0]), "TranslateX", 16.0))
+  assert np.all(shifted[:, 16:] == 128) and np.all(shifted[:, :16] == 255)
