@@ -129,3 +129,18 @@ def test_tape_writes_back_noise_counters():
   assert int(layer.noise_rngs.noise.count[...]) > count0
   _, g2 = mnn.value_and_analog_grad(loss_fn)(layer, x)
   assert not np.array_equal(np.asarray(g1.weight.get_value().d), np.asarray(g2.weight.get_value().d))
+
+
+def test_max_pool_equals_nnx_max_pool_with_ties():
+  """Values and gradients bit for bit, under jit, also where a window holds several equal maxima (the gradient
+  goes to the first in row-major order, as nnx.max_pool's and torch's)."""
+  x = jnp.round(jax.random.normal(jax.random.key(0), (3, 8, 6, 5)) * 2) / 2  # many tied windows
+  x = x.at[0, :4, :4, 0].set(0.3)
+  ref = lambda x: nnx.max_pool(x, (2, 2), (2, 2))
+  loss = lambda pool: jax.jit(jax.value_and_grad(lambda x: jnp.sum(jnp.sin(pool(x) * 3.0 + jnp.arange(5)))))
+  np.testing.assert_array_equal(jax.jit(mnn.max_pool)(x), ref(x))
+  (v1, g1), (v2, g2) = loss(ref)(x), loss(mnn.max_pool)(x)
+  assert v1 == v2
+  np.testing.assert_array_equal(g1, g2)
+  with pytest.raises(ValueError, match="multiples of the window"):
+    mnn.max_pool(jnp.ones((1, 5, 4, 1)))

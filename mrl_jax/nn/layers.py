@@ -10,6 +10,7 @@ Biases (and the optional learned output scale) are digital, as in AIHWKit's peri
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -101,6 +102,36 @@ def _pair(v, name) -> tuple:
   return v
 
 
+def _windows(shape, kernel, stride, dilation):
+  """The ``kh·kw`` strided slices (index tuples) of a padded ``[N, H, W, C]`` input, row-major over the kernel."""
+  (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+  h_out = (shape[1] - (kh - 1) * dh - 1) // sh + 1
+  w_out = (shape[2] - (kw - 1) * dw - 1) // sw + 1
+  return [(slice(None), slice(i * dh, i * dh + (h_out - 1) * sh + 1, sh),
+           slice(j * dw, j * dw + (w_out - 1) * sw + 1, sw), slice(None)) for i in range(kh) for j in range(kw)]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _im2col(x, kernel, stride, dilation):
+  return jnp.stack([x[w] for w in _windows(x.shape, kernel, stride, dilation)], axis=-1)
+
+
+def _im2col_fwd(x, kernel, stride, dilation):
+  return _im2col(x, kernel, stride, dilation), x.shape
+
+
+def _im2col_bwd(kernel, stride, dilation, shape, g):
+  # The slices' cotangents added one after the other into one buffer (in-place updates). Autodiff's sum of
+  # kh·kw padded copies was fused into the consumer (a max-pool's backward) and recomputed per window element.
+  gx = jnp.zeros(shape, g.dtype)
+  for k, w in enumerate(_windows(shape, kernel, stride, dilation)):
+    gx = gx.at[w].add(g[..., k])
+  return (gx,)
+
+
+_im2col.defvjp(_im2col_fwd, _im2col_bwd)
+
+
 class AnalogConv2d(_AnalogBase):
   """2-D convolution on an analog tile ``[out_channels, in_channels·kh·kw]`` via im2col (NHWC).
 
@@ -145,11 +176,7 @@ class AnalogConv2d(_AnalogBase):
     else:
       pads = self.padding
     x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
-    h_out = (x.shape[1] - (kh - 1) * dh - 1) // sh + 1
-    w_out = (x.shape[2] - (kw - 1) * dw - 1) // sw + 1
-    cols = [x[:, i * dh: i * dh + (h_out - 1) * sh + 1: sh, j * dw: j * dw + (w_out - 1) * sw + 1: sw, :]
-            for i in range(kh) for j in range(kw)]
-    p = jnp.stack(cols, axis=-1)  # [N, H', W', C, kh·kw]
+    p = _im2col(x, (kh, kw), (sh, sw), (dh, dw))  # [N, H', W', C, kh·kw]
     return p.reshape(p.shape[:3] + (-1,))
 
   def __call__(self, x):
