@@ -88,7 +88,23 @@ def profile(setting: str, steps: int) -> list[tuple[str, float, str]]:
     holder[0], loss, _ = step(holder[0], x, y, nan)
     jax.block_until_ready(loss)
 
-  rows = [("whole training step", median_ms(run_step, steps), "jit, donated state")]
+  rows = [("whole training step, 1 per call", median_ms(run_step, steps), "jit, donated state")]
+  try:
+    from mrl_jax.training.loop import make_multi_step
+  except ImportError:  # a tree from before steps per dispatch
+    make_multi_step = None
+  if make_multi_step is not None:
+    multi = make_multi_step(graphdef, tx)
+    k = 8
+    xs, ys = jnp.stack([x] * k), jnp.stack([y] * k)
+    nans = jnp.full((k,), jnp.nan, jnp.float32)
+
+    def run_multi():
+      holder[0], loss, _ = multi(holder[0], xs, ys, nans)
+      jax.block_until_ready(loss)
+
+    rows.append((f"whole training step, {k} per call", median_ms(run_multi, max(steps // k, 5)) / k,
+                 "lax.scan in one jitted call (fit's steps_per_dispatch)"))
   model = nnx.merge(graphdef, holder[0].model)
 
   forward = jax.jit(lambda m, x, y: nll_loss(m, x, y)[0])
@@ -120,15 +136,15 @@ def profile(setting: str, steps: int) -> list[tuple[str, float, str]]:
                                                                    dw=cfg.gradient_granularity))
       keys = iter(jax.random.split(jax.random.key(2), 10 * steps + 10))
       ms = median_ms(lambda: upd(w0, next(keys)).block_until_ready(), steps)
-      _native._mrl_cpu.phase_times()
-      for _ in range(steps):
-        upd(w0, next(keys)).block_until_ready()
-      calls, lines_s, pulses_s = _native._mrl_cpu.phase_times()
       name = path.split("'")[1] if "'" in path else path
-      n_pulses = count_pulses(cfg, g, lr, key=jax.random.key(3))
-      rows.append((f"  pulsed update {name} [{w_shape[0]}x{w_shape[1]}], {g.x.shape[0]} rows", ms,
-                   f"lines {1e3 * lines_s / calls:.2f} ms, pulses {1e3 * pulses_s / calls:.2f} ms "
-                   f"({n_pulses / 1e6:.2f} M pulses, {1e9 * pulses_s / calls / max(n_pulses, 1):.2f} ns each)"))
+      note = f"{count_pulses(cfg, g, lr, key=jax.random.key(3)):,} device pulses"
+      if hasattr(_native._mrl_cpu, "phase_times"):  # the kernel's phase timers (absent before they were added)
+        _native._mrl_cpu.phase_times()
+        for _ in range(steps):
+          upd(w0, next(keys)).block_until_ready()
+        calls, lines_s, pulses_s = _native._mrl_cpu.phase_times()
+        note += f"; pulse lines {1e3 * lines_s / calls:.2f} ms, pulses {1e3 * pulses_s / calls:.2f} ms"
+      rows.append((f"  pulsed update {name} [{w_shape[0]}x{w_shape[1]}], {g.x.shape[0]} rows", ms, note))
       total += ms
     rows.append(("pulsed updates, all layers", total, "sum of the rows above"))
     opt_update = jax.jit(lambda g, s, p, c: tx.update(g, s, p, count=c)[1], donate_argnums=1)

@@ -351,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--test-subset", type=int, default=0, help="use only the first N test images (0 = all)")
   cli.add_run_dir_arguments(p)
   p.add_argument("--log-jsonl", default=None, help="also append the per-epoch records to this file")
-  p.add_argument("--checkpoint-every-steps", type=int, default=0)
+  cli.add_loop_arguments(p)
   p.add_argument("--engine", default="auto", choices=("auto", "native", "jnp"))
   p.add_argument("--no-progress", action="store_true")
   return p
@@ -517,17 +517,8 @@ def load_data(args, with_provenance: bool = False):
 def main(argv=None):
   parser = build_parser()
   args = parser.parse_args(argv)
-  if args.preset == "reference":
-    preset = resolve_reference(parser, args, argv)
-    try:
-      preset.check_supported(args.approximate)
-    except ValueError as err:
-      parser.error(str(err))
-    except NotImplementedError as err:
-      missing = [f for f, _ in preset.unsupported if f not in args.approximate]
-      parser.error(f"{err} On the command line: " + " ".join(f"--approximate {f}" for f in missing))
-  elif args.approximate:
-    parser.error("--approximate applies to --preset reference only")
+  preset = resolve_reference(parser, args, argv) if args.preset == "reference" else None
+  cli.check_approximations(parser, args.approximate, preset)
   args.cutout, args.autoaugment = bool(args.cutout), bool(args.autoaugment)
   (images, labels), test, provenance = load_data(args, with_provenance=True)
   aug = Augmentation(crop_padding=args.crop_padding, flip=args.flip, cutout=args.cutout,
@@ -544,7 +535,8 @@ def main(argv=None):
         f"lr {learning_rate(args):g}, {steps_per_epoch} steps per epoch", file=sys.stderr)
   cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, out_dir=args.out, resume=args.resume,
                   overwrite=args.overwrite, resume_safe_fields=cli.SAFE_TO_CHANGE,
-                  checkpoint_every_steps=args.checkpoint_every_steps, seed=args.seed, progress=not args.no_progress)
+                  checkpoint_every_steps=args.checkpoint_every_steps,
+                  steps_per_dispatch=args.steps_per_dispatch, seed=args.seed, progress=not args.no_progress)
 
   def on_epoch(record, state):
     if args.log_jsonl:

@@ -78,9 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--embedded", action="store_true",
                  help="use the MNIST subset shipped in the package (10,000 train / 2,000 test images)")
   cli.add_run_dir_arguments(p)
-  p.add_argument("--checkpoint-every-steps", type=int, default=0)
-  p.add_argument("--steps-per-dispatch", type=int, default=8,
-                 help="training steps per jitted call (lax.scan; same results for every value, fewer dispatches)")
+  cli.add_loop_arguments(p)
   p.add_argument("--engine", default="auto", choices=("auto", "native", "jnp"))
   p.add_argument("--no-progress", action="store_true")
   return p
@@ -198,17 +196,8 @@ def make_optimizer(args, params, steps_per_epoch: int, key=None):
 def main(argv=None):
   parser = build_parser()
   args = parser.parse_args(argv)
-  if args.preset == "reference":
-    preset = resolve_reference(parser, args, argv)
-    try:
-      preset.check_supported(args.approximate)
-    except ValueError as err:
-      parser.error(str(err))
-    except NotImplementedError as err:
-      missing = [f for f, _ in preset.unsupported if f not in args.approximate]
-      parser.error(f"{err} On the command line: " + " ".join(f"--approximate {f}" for f in missing))
-  elif args.approximate:
-    parser.error("--approximate applies to --preset reference only")
+  preset = resolve_reference(parser, args, argv) if args.preset == "reference" else None
+  cli.check_approximations(parser, args.approximate, preset)
   if args.embedded:
     if args.dataset != "mnist":
       raise SystemExit("--embedded is MNIST only")

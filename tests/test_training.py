@@ -88,6 +88,9 @@ def test_steps_per_dispatch_equals_single_steps():
   assert all(jax.tree.leaves(jax.tree.map(lambda a, b: np.array_equal(bits(a), bits(b)), s1, s4)))
 
 
-def test_steps_per_dispatch_is_validated():
+def test_steps_per_dispatch_is_validated(capsys):
   with pytest.raises(ValueError, match=r"FitConfig.steps_per_dispatch = 0 is invalid: allowed range is integers >= 1"):
     FitConfig(epochs=1, batch_size=8, steps_per_dispatch=0)
+  with pytest.raises(SystemExit):
+    _example().build_parser().parse_args(["--steps-per-dispatch", "0"])
+  assert "argument --steps-per-dispatch: 0 is invalid: allowed range is integers >= 1" in capsys.readouterr().err

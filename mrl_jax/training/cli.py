@@ -36,6 +36,30 @@ def learning_rate_arg(text: str) -> float:
   return value
 
 
+def int_arg(low: int):
+  """argparse ``type`` of an integer >= ``low``."""
+
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < low:
+      raise argparse.ArgumentTypeError(f"{text} is invalid: allowed range is integers >= {low}")
+    return value
+
+  return parse
+
+
+def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
+  """``--checkpoint-every-steps`` and ``--steps-per-dispatch`` (``training.loop.FitConfig``)."""
+  parser.add_argument("--checkpoint-every-steps", type=int_arg(0), default=0,
+                      help="extra mid-epoch checkpoints every N steps (default 0: at epoch ends only)")
+  parser.add_argument("--steps-per-dispatch", type=int_arg(1), default=8,
+                      help="training steps per jitted call (lax.scan; the same results for every value, fewer "
+                           "dispatches; default 8)")
+
+
 def add_run_dir_arguments(parser: argparse.ArgumentParser) -> None:
   """``--out``, ``--resume``, ``--overwrite`` with the run-directory rules of ``mrl_jax.training.rundir``."""
   parser.add_argument("--out", default=None,
@@ -82,3 +106,24 @@ def run(main: Callable[[Sequence[str]], object], argv: Sequence[str] | None = No
   except (RunDirectoryError, DatasetNotFoundError) as err:
     print(f"{prog}: error: {err}", file=sys.stderr)
     raise SystemExit(EXIT_REFUSED) from None
+
+
+def check_approximations(parser, approximate, preset) -> None:
+  """``--approximate FIELD``: every field a reference preset holds that mrl_jax cannot model must be named.
+
+  Args:
+    parser: the script's ``argparse`` parser (its ``error`` ends the run with a usage message).
+    approximate: the ``--approximate`` fields given.
+    preset: the resolved ``ReferencePreset``, or None for ``--preset fair``.
+  """
+  if preset is None:
+    if approximate:
+      parser.error("--approximate applies to --preset reference only")
+    return
+  try:
+    preset.check_supported(approximate)
+  except ValueError as err:
+    parser.error(str(err))
+  except NotImplementedError as err:
+    missing = [field for field, _ in preset.unsupported if field not in approximate]
+    parser.error(f"{err} On the command line: " + " ".join(f"--approximate {field}" for field in missing))
