@@ -174,7 +174,11 @@ def row_counts(up: UpdateParameters, kw, row, x, d, lr, dw: float):
     blf = bl.astype(jnp.float32)
     cx = jnp.clip(jnp.round(blf * _disc(x_abs * b, up.res)), 0, blf)
     cd = jnp.clip(jnp.round(blf * _disc(d_abs * a, up.res)), 0, blf)
-    n = jnp.round(cd[:, None] / jnp.maximum(blf, 1) * cx[None, :]).astype(jnp.int32)
+    # XLA rewrites a division by a broadcast scalar into a multiplication by its reciprocal, which is not exact
+    # (21/28·22 gave 16.500002, so 17 pulses where the kernel's cd / bl · cx = 16.5 gives 16): a divisor fenced
+    # with a full-shape anchor is no broadcast.
+    fence = fmath.fence_from(cd[:, None])
+    n = jnp.round(cd[:, None] / fence(jnp.maximum(blf, 1)) * cx[None, :]).astype(jnp.int32)
   elif up.pulse_type == PulseType.DETERMINISTIC_IMPLICIT:
     px = jnp.clip(_disc(x_abs * b, up.x_res_implicit), 0, 1)
     pd = jnp.clip(_disc(d_abs * a, up.d_res_implicit), 0, 1)
