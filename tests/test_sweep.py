@@ -72,7 +72,8 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("seeds, mesh", [(4, {"seeds": 4, "batch": 1}), (2, {"seeds": 2, "batch": 2})])
 def test_sharded_seed_sweep_equals_unsharded(seeds, mesh):
   """4 seeds on 4 devices, and 2 seeds × 2 batch halves: the same device states as one device."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip())
   res = subprocess.run([sys.executable, "-c", SCRIPT, str(seeds)], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=900)
   assert res.returncode == 0, res.stderr[-3000:]
