@@ -56,6 +56,8 @@ def build_parser():
   p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion_mnist"))
   p.add_argument("--data-dir", default=None)
   p.add_argument("--train-subset", type=int, default=0)
+  p.add_argument("--steps-per-dispatch", type=cli.int_arg(1), default=8,
+                 help="training steps per jitted call (lax.scan; the same results for every value)")
   p.add_argument("--plateau-every", type=int, default=0,
                  help="mini-batches between warm-start plateau checks (0 = once per epoch, as the reference)")
   p.add_argument("--data-seed", type=int, default=0)
@@ -104,7 +106,8 @@ def main(argv=None):
     params_template = nnx.state(make_model(jax.random.key(0)), nnx.Param)
     make_tx = lambda key, ns=ns: lenet.make_optimizer(ns, params_template, steps, key=key)
     log_path = out / f"{point_name(point)}.jsonl"
-    header = {"event": "start", **{k: v for k, v in vars(args).items() if k not in ("settings", "resume")}, **point}
+    skip = ("settings", "resume", "steps_per_dispatch")  # not part of a point's identity (same results)
+    header = {"event": "start", **{k: v for k, v in vars(args).items() if k not in skip}, **point}
     records = finished_records(log_path, header) if args.resume else None
     if records is not None:
       print(f"{point_name(point)}: reusing {log_path}", file=sys.stderr)
@@ -120,7 +123,8 @@ def main(argv=None):
 
     records = train_seeds(make_model, make_tx, train, test, seeds=args.seeds, epochs=args.epochs,
                           batch_size=args.batch_size, data_seed=args.data_seed, to_input=data.to_float,
-                          plateau_every=args.plateau_every or None, on_epoch=log)
+                          plateau_every=args.plateau_every or None, steps_per_dispatch=args.steps_per_dispatch,
+                          on_epoch=log)
     rows.append(summary_row(point, records))
   write_summary(out, rows)
   plot_summary(out, rows)

@@ -57,13 +57,14 @@ SCRIPT = textwrap.dedent("""
       return {"digest": h.hexdigest(), "plateau_history": history, "test_loss": np.asarray(loss).tolist(),
               "test_correct": np.asarray(correct).tolist()}
 
-    for shard in (True, False):
+    for name, shard, per_dispatch in (("True", True, 8), ("False", False, 8), ("single", False, 1)):
       final = {}
       on_epoch = lambda record, state: final.update(device_state(state))
       rec = train_seeds(make_model, make_tx, train, test, seeds=seeds, epochs=2, batch_size=8,
-                        to_input=data.to_float, shard=shard, on_epoch=on_epoch)
-      out[str(shard)] = [{k: v for k, v in r.items() if k != "seconds"} for r in rec]
-      out[str(shard) + "_state"] = final
+                        to_input=data.to_float, shard=shard, steps_per_dispatch=per_dispatch, on_epoch=on_epoch,
+                        plateau_every=4)
+      out[name] = [{k: v for k, v in r.items() if k != "seconds"} for r in rec]
+      out[name + "_state"] = final
     out["summary"] = summarize(rec)
     print(json.dumps(out))
 """)
@@ -71,7 +72,8 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("seeds, mesh", [(4, {"seeds": 4, "batch": 1}), (2, {"seeds": 2, "batch": 2})])
 def test_sharded_seed_sweep_equals_unsharded(seeds, mesh):
-  """4 seeds on 4 devices, and 2 seeds × 2 batch halves: the same device states as one device."""
+  """4 seeds on 4 devices, and 2 seeds × 2 batch halves: the same device states as one device; several steps
+  per dispatch: the same bits as one."""
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip())
   res = subprocess.run([sys.executable, "-c", SCRIPT, str(seeds)], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -84,6 +86,9 @@ def test_sharded_seed_sweep_equals_unsharded(seeds, mesh):
   # (docs/reproducibility.md).
   a, b = out["True_state"], out["False_state"]
   assert a["digest"] == b["digest"]
+  # One step per dispatch or six (12 batches, at most 8 per dispatch; a plateau signal every 4 steps, formed
+  # inside the dispatched program): one program's results, bit for bit.
+  assert out["single"] == out["False"] and out["single_state"] == out["False_state"]
   # Hence the test metrics of the final states, evaluated by one program.
   assert (a["test_loss"], a["test_correct"]) == (b["test_loss"], b["test_correct"])
   # The training loss is reduced inside two different step programs (and, with a split batch, as the mean of

@@ -46,7 +46,7 @@ def _shard(tree, mesh: Mesh | None):
 def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable[[jax.Array], optax.GradientTransformation],
                 train: tuple, test: tuple, *, seeds: int, epochs: int, batch_size: int, data_seed: int = 0,
                 to_input: Callable = lambda x: x, loss_fn: Callable = nll_loss, eval_batch_size: int = 1000,
-                shard: bool = True, plateau_every: int | None = None,
+                shard: bool = True, plateau_every: int | None = None, steps_per_dispatch: int = 8,
                 on_epoch: Callable[[dict, TrainState], None] | None = None) -> list[dict]:
   """Trains ``seeds`` instances in one program and returns per-epoch records with per-seed metrics.
 
@@ -61,6 +61,8 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
     shard: shard the seed axis (and, with devices to spare, the batch) over the local devices.
     plateau_every: mini-batches between the loss signals of the warm-start plateau controller (the mean
       training loss of that window); None signals once per epoch, as ``fit`` does.
+    steps_per_dispatch: at most this many steps per jitted call (``lax.scan``), as ``FitConfig``: the largest
+      divisor of the epoch's batch count up to it; the results are the same for every value.
     on_epoch: called with ``(epoch_record, state)`` after every epoch (``state``: the seed-batched ``TrainState``).
 
   Returns:
@@ -80,42 +82,52 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
 
   state = _shard(jax.jit(jax.vmap(init))(keys), mesh)
 
-  def batched_step(state, x, y, epoch_loss, count):
-    # The data and the step count are shared by all seeds (unbatched), so the transfer schedule's
-    # conditions stay branches; each seed's keys live in its own state.
-    return jax.vmap(step, in_axes=(0, None, None, 0, None))(state, x, y, epoch_loss, count)
+  images, labels = train
+  n_batches = len(images) // batch_size
+  window = plateau_every or n_batches
+  group = max(k for k in range(1, min(steps_per_dispatch, n_batches) + 1) if n_batches % k == 0)
+
+  def steps(state, xs, ys, counts, window_sum, loss_sum):
+    # ``group`` steps; the data and the step count are shared by all seeds (unbatched), so the transfer
+    # schedule's conditions stay branches; each seed's keys live in its own state. The plateau signal (the
+    # previous window's mean loss) is formed here from the carried window sum, as the host did per step.
+    def body(carry, inputs):
+      state, window_sum, loss_sum = carry
+      x, y, count = inputs
+      fire = (count > 0) & (count % window == 0)
+      signal = jnp.where(fire, window_sum / window, jnp.nan).astype(jnp.float32)
+      window_sum = jnp.where(fire, 0.0, window_sum)
+      state, loss, _ = jax.vmap(step, in_axes=(0, None, None, 0, None))(state, x, y, signal, count)
+      return (state, window_sum + loss, loss_sum + loss), None
+
+    (state, window_sum, loss_sum), _ = jax.lax.scan(body, (state, window_sum, loss_sum), (xs, ys, counts))
+    return state, window_sum, loss_sum
 
   if mesh is not None:
     # Each device vmaps over its own seeds and its slice of the batch. Under plain jit the partitioner
     # would all-gather the operands of the pulsed-update custom call, and every device would update every
     # seed's tiles.
-    seeds_axis, batch_axis, shared = PartitionSpec("seeds"), PartitionSpec("batch"), PartitionSpec()
-    batched_step = jax.shard_map(batched_step, mesh=mesh,
-                                 in_specs=(seeds_axis, batch_axis, batch_axis, seeds_axis, shared),
-                                 out_specs=seeds_axis, check_vma=False)
-  train_step = jax.jit(batched_step, donate_argnums=0)
+    seeds_axis, batch_axis, shared = PartitionSpec("seeds"), PartitionSpec(None, "batch"), PartitionSpec()
+    steps = jax.shard_map(steps, mesh=mesh, in_specs=(seeds_axis, batch_axis, batch_axis, shared, seeds_axis,
+                                                       seeds_axis),
+                          out_specs=seeds_axis, check_vma=False)
+  train_steps = jax.jit(steps, donate_argnums=(0, 4, 5))
 
   @jax.jit
   def evaluate(model_state, x, y):
     return jax.vmap(lambda s: loss_fn(nnx.merge(graphdef, s), x, y))(model_state)
 
-  images, labels = train
-  n_batches = len(images) // batch_size
-  window = plateau_every or n_batches
-  no_signal = jnp.full((seeds,), jnp.nan, jnp.float32)
-  records, window_sum = [], jnp.zeros(seeds)
+  records = []
+  window_sum = _shard(jnp.zeros(seeds, jnp.float32), mesh)
   for epoch in range(epochs):
     t0 = time.time()
     order = epoch_order(len(images), data_seed, epoch)[: n_batches * batch_size].reshape(n_batches, -1)
-    loss_sum = jnp.zeros(seeds)
-    for b in range(n_batches):
-      count = epoch * n_batches + b
-      signal = no_signal
-      if count and count % window == 0:  # the previous window's mean loss
-        signal, window_sum = (window_sum / window).astype(jnp.float32), jnp.zeros(seeds)
-      state, loss, _ = train_step(state, to_input(images[order[b]]), jnp.asarray(labels[order[b]]), signal,
-                                  jnp.int32(count))
-      loss_sum, window_sum = loss_sum + loss, window_sum + loss
+    loss_sum = _shard(jnp.zeros(seeds, jnp.float32), mesh)
+    for b in range(0, n_batches, group):
+      idx = order[b:b + group]
+      counts = jnp.arange(epoch * n_batches + b, epoch * n_batches + b + group, dtype=jnp.int32)
+      state, window_sum, loss_sum = train_steps(state, to_input(images[idx.reshape(-1)]).reshape(
+          (group, batch_size) + images.shape[1:]), jnp.asarray(labels[idx]), counts, window_sum, loss_sum)
     train_loss = np.asarray(loss_sum) / n_batches
     test_loss, correct = np.zeros(seeds), np.zeros(seeds)
     for i in range(0, len(test[0]), eval_batch_size):
