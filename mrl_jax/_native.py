@@ -20,8 +20,7 @@ import numpy as np
 
 from mrl_jax import devices as D
 from mrl_jax import rng
-from mrl_jax.pulses import PulseType, UpdateParameters
-from mrl_jax.update import sums_pulses
+from mrl_jax.pulses import PulseType, UpdateParameters, sums_pulses
 
 TARGET_PULSED_UPDATE = "mrl_pulsed_update"
 ROW_HEADER = 3

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from mrl_jax import _checks as C
 from mrl_jax import fmath, rng
+from mrl_jax.devices import ConstantStepDevice, PulsedDevice
 
 MAX_BL = 31  # pulses per row and element: one uint32 bit line per line and row
 
@@ -187,3 +188,8 @@ def row_counts(up: UpdateParameters, kw, row, x, d, lr, dw: float):
     raise ValueError(f"row_counts: pulse_type {up.pulse_type} has no pulse trains")
   n = jnp.where((x[None, :] == 0) | (d[:, None] == 0) | (bl == 0), 0, n)
   return n, down
+
+
+def sums_pulses(device: PulsedDevice, update: UpdateParameters) -> bool:
+  """True when the n pulses of a row are applied as one summed step (``aggregate_pulses``): ConstantStep only."""
+  return update.aggregate_pulses and isinstance(device, ConstantStepDevice)

@@ -18,6 +18,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from mrl_jax import _native
 from mrl_jax import pulses as P
 from mrl_jax import rng
 from mrl_jax.devices import ConstantStepDevice, DeviceParams, PulsedDevice
@@ -55,11 +56,6 @@ def check_update_configs(device: PulsedDevice, update: P.UpdateParameters):
                      "cannot represent (AIHWKit's CUDA kernel pulses one by one there too)")
 
 
-def sums_pulses(device: PulsedDevice, update: P.UpdateParameters) -> bool:
-  """True when the n pulses of a row are applied as one summed step (``aggregate_pulses``)."""
-  return update.aggregate_pulses and isinstance(device, ConstantStepDevice)
-
-
 def pulsed_update_reference(weights, params: DeviceParams, x, d, lr, key, device: PulsedDevice,
                             update: P.UpdateParameters, dw: float | None = None):
   """Pure-jnp pulsed update (the oracle of the native kernel).
@@ -94,7 +90,7 @@ def pulsed_update_reference(weights, params: DeviceParams, x, d, lr, key, device
     up = ~down
     s0, s1 = rng.row_noise_seed(kw, row)
 
-    if sums_pulses(device, update):
+    if P.sums_pulses(device, update):
       sxi = table[rng.pulse_noise_index(s0, s1, element, 0)] if device.dw_min_std > 0 else jnp.float32(0)
       return device.pulse_run(w, params, up, n, sxi), None
 
@@ -145,7 +141,6 @@ def pulsed_update(weights, params: DeviceParams, x, d, lr, key, device: PulsedDe
   if engine not in ("auto", "native", "jnp"):
     raise ValueError(f"engine = {engine!r} is invalid: allowed range is 'auto', 'native', 'jnp'")
   if engine != "jnp" and update.is_pulsed:
-    from mrl_jax import _native
     if _native.available():
       check_update_operands(weights, x, d, lr)
       check_update_configs(device, update)

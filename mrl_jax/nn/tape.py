@@ -50,9 +50,10 @@ def record(tape_id: str, x, y):
 
 
 def analog_weight_paths(model: nnx.Module) -> dict:
-  """``{tape_id: state path of the layer's AnalogWeight}`` for every analog layer of ``model``."""
-  from mrl_jax.nn.layers import ANALOG_LAYERS
-  return {m.tape_id: tuple(path) + ("weight",) for path, m in nnx.iter_modules(model) if isinstance(m, ANALOG_LAYERS)}
+  """``{tape_id: state path of the layer's AnalogWeight}`` for every analog layer of ``model``: every module that
+  records on the tape (its ``tape_id`` comes from ``new_id``)."""
+  return {m.tape_id: tuple(path) + ("weight",) for path, m in nnx.iter_modules(model)
+          if isinstance(getattr(m, "tape_id", None), str)}
 
 
 def value_and_analog_grad(loss_fn: Callable, has_aux: bool = False):
