@@ -24,7 +24,6 @@ Ctrl-C checkpoints and prints the command that resumes.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import sys
@@ -369,14 +368,6 @@ def learning_rate(args) -> float:
   return args.lr if args.lr is not None else (0.2 if args.setting == "FP" else 0.1)
 
 
-def given_flags(parser: argparse.ArgumentParser, argv) -> set:
-  """The ``dest`` of every flag present on the command line (argparse fills in the others' defaults)."""
-  quiet = copy.deepcopy(parser)
-  for action in quiet._actions:
-    action.default = argparse.SUPPRESS
-  return set(vars(quiet.parse_args(argv)))
-
-
 def reference_preset(args) -> presets.ReferencePreset:
   """The ``CIFAR-Resnet.py`` preset of the (resolved) ``args``."""
   kw = {"warm_start": args.warm_start} if args.setting == "ResL" else {}
@@ -386,7 +377,7 @@ def reference_preset(args) -> presets.ReferencePreset:
 def resolve_reference(parser: argparse.ArgumentParser, args, argv) -> presets.ReferencePreset:
   """``--preset reference``: refuses the flags the reference fixes, reports the flags that win over the
   reference's values, and writes the resolved values into ``args`` (so that ``meta.json`` shows them)."""
-  given = given_flags(parser, argv)
+  given = cli.given_flags(parser, argv)
   ref = f"CIFAR-Resnet.py {presets.REFERENCE_NAMES[args.setting]}"
   for name, flag in (("n_states", "--n-states"), ("tiles", "--tiles"), ("gamma", "--gamma"),
                      ("transfer_read", "--transfer-read"), ("label_smoothing", "--label-smoothing")):

@@ -20,7 +20,6 @@ epoch. An existing run directory needs ``--resume`` (continue, same settings exc
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from pathlib import Path
 
@@ -84,14 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
-def given_flags(parser: argparse.ArgumentParser, argv) -> set:
-  """The ``dest`` of every flag present on the command line (argparse fills in the others' defaults)."""
-  quiet = copy.deepcopy(parser)
-  for action in quiet._actions:
-    action.default = argparse.SUPPRESS
-  return set(vars(quiet.parse_args(argv)))
-
-
 def reference_preset(args) -> presets.ReferencePreset:
   """The ``Mnist_LeNet5.py`` preset of the (resolved) ``args``: TT-v2's state count is the script's ``--dwmin``."""
   kw = {}
@@ -105,7 +96,7 @@ def reference_preset(args) -> presets.ReferencePreset:
 def resolve_reference(parser: argparse.ArgumentParser, args, argv) -> presets.ReferencePreset:
   """``--preset reference``: refuses the flags the reference fixes, reports the run-length flags that win over
   the reference's values, and writes the resolved values into ``args`` (so that ``meta.json`` shows them)."""
-  given = given_flags(parser, argv)
+  given = cli.given_flags(parser, argv)
   ref = f"Mnist_LeNet5.py {presets.REFERENCE_NAMES[args.setting]}"
   default = presets.lenet5_mnist_reference(args.setting)
   if "n_states" in given and args.setting != "TTv2":

@@ -4,6 +4,7 @@ change, and how a run ends on Ctrl-C or on a refused run directory (one line, no
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import shlex
@@ -127,3 +128,11 @@ def check_approximations(parser, approximate, preset) -> None:
   except NotImplementedError as err:
     missing = [field for field, _ in preset.unsupported if field not in approximate]
     parser.error(f"{err} On the command line: " + " ".join(f"--approximate {field}" for field in missing))
+
+
+def given_flags(parser: argparse.ArgumentParser, argv) -> set:
+  """The ``dest`` of every flag present on the command line (argparse fills in the others' defaults)."""
+  quiet = copy.deepcopy(parser)
+  for action in quiet._actions:
+    action.default = argparse.SUPPRESS
+  return set(vars(quiet.parse_args(argv)))
