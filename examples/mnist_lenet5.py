@@ -160,6 +160,14 @@ def fair_config(args):
   return None
 
 
+def model_kwargs(args) -> dict:
+  """``LeNet5`` keyword arguments of the setting: I/O per role and the learned output scale (reference preset)."""
+  if getattr(args, "preset", "fair") == "reference":
+    preset = reference_preset(args)
+    return dict(forward_io=preset.forward_io, backward_io=preset.backward_io, learn_out_scale=preset.learn_out_scale)
+  return dict.fromkeys(("forward_io", "backward_io"), PERFECT_IO if args.io_perfect else IOParameters())
+
+
 def make_optimizer(args, params, steps_per_epoch: int, key=None):
   """The optax transformation of ``args.setting`` (analog weights) + SGD (biases)."""
   lr = optax.exponential_decay(args.lr, steps_per_epoch * args.lr_decay_every, 0.1, staircase=True)
@@ -200,11 +208,7 @@ def main(argv=None):
     provenance = {"train": train_source, "test": test_source}
   if args.train_subset:
     images, labels = images[: args.train_subset], labels[: args.train_subset]
-  if args.preset == "reference":
-    io = dict(forward_io=preset.forward_io, backward_io=preset.backward_io, learn_out_scale=preset.learn_out_scale)
-  else:
-    io = dict.fromkeys(("forward_io", "backward_io"), PERFECT_IO if args.io_perfect else IOParameters())
-  model = LeNet5(rngs=nnx.Rngs(params=args.seed, noise=args.seed + 1), **io)
+  model = LeNet5(rngs=nnx.Rngs(params=args.seed, noise=args.seed + 1), **model_kwargs(args))
   steps_per_epoch = len(images) // args.batch_size
   tx = make_optimizer(args, nnx.state(model, nnx.Param), steps_per_epoch)
   states = f"{args.n_states:g} states" if args.n_states else "floating point"
