@@ -311,8 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="fair: every method on SoftBoundsDevice(±1, 2/n_states); reference: the setting exactly as "
                       "CIFAR-Resnet.py configures it (docs/seed-parity.md)")
   p.add_argument("--approximate", action="append", default=[], metavar="FIELD",
-                 help="with --preset reference: run although mrl_jax cannot model FIELD yet (e.g. "
-                      "mapping.weight_scaling_omega); recorded in meta.json")
+                 help="with --preset reference: run although mrl_jax cannot model FIELD yet (a "
+                      "field the preset lists as unsupported, e.g. mixed_precision.commit); recorded in meta.json")
   p.add_argument("-block-number", "--block-number", dest="block_number", nargs=4, type=int, default=[2, 2, 2, 2],
                  metavar="N", help="BasicBlocks of layer1..layer4 (2 2 2 2 = ResNet-18, 3 4 6 3 = ResNet-34)")
   p.add_argument("-block-type", "--block-type", dest="block_type", nargs=6, default=["D", "D", "D", "A", "A", "A"],
@@ -470,8 +470,7 @@ def make_optimizer(args, params, steps_per_epoch: int):
 def build_model(args) -> ResNet:
   """The ResNet of the CLI settings, initialised in one compiled call (eager init compiles op by op)."""
   if getattr(args, "preset", "fair") == "reference":
-    preset = reference_preset(args)
-    io = dict(forward_io=preset.forward_io, backward_io=preset.backward_io, learn_out_scale=preset.learn_out_scale)
+    io = reference_preset(args).layer_kwargs()
   else:
     io = dict.fromkeys(("forward_io", "backward_io"), PERFECT_IO if args.io_perfect else IOParameters())
     io["learn_out_scale"] = True

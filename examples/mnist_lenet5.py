@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="fair: every method on SoftBoundsDevice(±1, 2/n_states) with the same I/O; reference: the "
                       "setting exactly as Mnist_LeNet5.py configures it (docs/seed-parity.md)")
   p.add_argument("--approximate", action="append", default=[], metavar="FIELD",
-                 help="with --preset reference: run although mrl_jax cannot model FIELD yet (e.g. "
-                      "mapping.weight_scaling_omega); recorded in meta.json")
+                 help="with --preset reference: run although mrl_jax cannot model FIELD yet (a "
+                      "field the preset lists as unsupported, e.g. mixed_precision.commit); recorded in meta.json")
   p.add_argument("--n-states", "--N_STATES", dest="n_states", type=float, default=4.0)
   p.add_argument("--tiles", type=int, default=7, help="MRL tiles K")
   p.add_argument("--gamma", type=float, default=0.5, help="MRL significance ratio γ")
@@ -161,10 +161,10 @@ def fair_config(args):
 
 
 def model_kwargs(args) -> dict:
-  """``LeNet5`` keyword arguments of the setting: I/O per role and the learned output scale (reference preset)."""
+  """``LeNet5`` keyword arguments of the setting: I/O per role, the learned output scale and the weight mapping
+  (reference preset)."""
   if getattr(args, "preset", "fair") == "reference":
-    preset = reference_preset(args)
-    return dict(forward_io=preset.forward_io, backward_io=preset.backward_io, learn_out_scale=preset.learn_out_scale)
+    return reference_preset(args).layer_kwargs()
   return dict.fromkeys(("forward_io", "backward_io"), PERFECT_IO if args.io_perfect else IOParameters())
 
 

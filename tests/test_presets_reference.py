@@ -10,10 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 import mrl_jax as M
 from mrl_jax import optim as O
 from mrl_jax.io import PERFECT_IO, BoundManagement, IOParameters, NoiseManagement
+from mrl_jax.models import LeNet5
 from mrl_jax.optim import AnalogGradient
 from mrl_jax.optim import presets as P
 from mrl_jax.pulses import UpdateParameters
@@ -63,7 +65,7 @@ def _chopped(dynamic, device_fields, transfer_io, fb_io):
          "config.momentum": 0.0, "config.buffer_granularity": 1.0, "config.forget_buffer": True,
          "config.transfer_lr": 1.0, "config.scale_transfer_lr": True, "forward_io": fb_io, "backward_io": fb_io,
          "mapping.learn_out_scaling": True, "mapping.weight_scaling_columnwise": True,
-         "mapping.weight_scaling_omega": 0.6, "unsupported_fields": ("mapping.weight_scaling_omega",)}
+         "mapping.weight_scaling_omega": 0.6, "unsupported_fields": ()}
   if dynamic:
     out["config.tail_weightening"] = 10.0
   return out
@@ -123,7 +125,7 @@ EXPECTED = {
                         "config.buffer.forget_buffer": True, "forward_io": PERFECT_IO, "backward_io": PERFECT_IO,
                         "mapping.learn_out_scaling": True, "mapping.weight_scaling_columnwise": True,
                         "mapping.weight_scaling_omega": 0.3, "no_self_transfer": True,
-                        "unsupported_fields": ("mapping.weight_scaling_omega",)},
+                        "unsupported_fields": ()},
     ("cifar", "TTv3"): {**CIFAR_RUN, **_chopped(False, CIFAR_SBREF, PERFECT_IO, PERFECT_IO)},
     ("cifar", "TTv4"): {**CIFAR_RUN, **_chopped(True, CIFAR_SBREF, PERFECT_IO, PERFECT_IO)},
     ("cifar", "MP"): {**CIFAR_RUN, **_mp({**SB4}, PERFECT_IO)},
@@ -187,14 +189,11 @@ def test_script_options():
 
 
 def test_unsupported_fields_refuse_unless_approximated():
-  """omega mapping, MP commits and self transfers are kept in the data; using them raises, naming the field."""
+  """MP commits and self transfers are kept in the data; using them raises, naming the field."""
   v3 = P.resnet_cifar10_reference("TTv3")
-  with pytest.raises(NotImplementedError, match=r"CIFAR-Resnet.py TT-v3: mrl_jax cannot model "
-                                                r"mapping.weight_scaling_omega \(ω = 0.6"):
-    v3.analog_optimizer(0.1)
+  v3.analog_optimizer(0.1)  # the omega mapping is modelled (in the layers)
   with pytest.raises(ValueError, match="approximate = 'no_self_transfer' is invalid for CIFAR-Resnet.py TT-v3"):
     v3.analog_optimizer(0.1, approximate=("no_self_transfer",))
-  v3.analog_optimizer(0.1, approximate=("mapping.weight_scaling_omega",))
   with pytest.raises(NotImplementedError, match="mixed_precision.commit"):
     P.lenet5_mnist_reference("mp").analog_optimizer(0.05)
   with pytest.raises(NotImplementedError, match="no_self_transfer"):
@@ -306,13 +305,26 @@ def test_mnist_cli_reference_preset_resolves_and_reports(capsys):
   assert example.resolved_config(fair)["analog"]["update"]["desired_bl"] == 5
 
 
+def test_mnist_model_kwargs_carry_the_mapping():
+  """The reference TT-v3 builds its LeNet-5 with ω = 0.6 columnwise (every layer mapped), the fair preset
+  without mapping."""
+  example = _lenet_example()
+  args, _ = _resolve(example, ["--preset", "reference", "--setting", "TTv3"])
+  kw = example.model_kwargs(args)
+  assert (kw["weight_scaling_omega"], kw["weight_scaling_columnwise"], kw["learn_out_scale"]) == (0.6, True, True)
+  model = LeNet5(rngs=nnx.Rngs(0), **kw)
+  assert all(layer.mapping_scale is not None for layer in (model.conv1, model.conv2, model.fc1, model.fc2))
+  fair = example.build_parser().parse_args(["--setting", "TTv3"])
+  assert "weight_scaling_omega" not in example.model_kwargs(fair)
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--setting", "TT-v1", "--n-states", "4"], "--n-states 4 conflicts with --preset reference: Mnist_LeNet5.py "
                                                 "TT-v1 fixes 10 states"),
     (["--setting", "ResL", "--tiles", "5"], "--tiles conflicts with --preset reference"),
     (["--setting", "SGD", "--no-io-perfect"], "--io-perfect/--no-io-perfect conflicts with --preset reference"),
     (["--setting", "ResL", "--warm-start", "via_tile1"], "ResL runs cuda_exact"),
-    (["--setting", "TTv3"], "--approximate mapping.weight_scaling_omega"),
+    (["--setting", "MP"], "--approximate mixed_precision.commit"),
     (["--setting", "SGD", "--approximate", "mapping.weight_scaling_omega"], "approximate = "
                                                                             "'mapping.weight_scaling_omega' is invalid"),
 ])
@@ -351,7 +363,7 @@ def test_cifar_cli_reference_preset_resolves_and_reports(capsys):
   assert fp.lr == 0.2 and example.resolved_config(fp)["momentum"] == 0.0
   for argv, message in ((["--optimizer", "ResL", "--n-states", "10"], "--n-states conflicts"),
                         (["--optimizer", "TTv1", "--label-smoothing", "0.2"], "--label-smoothing conflicts"),
-                        (["--optimizer", "TTv2"], "--approximate mapping.weight_scaling_omega")):
+                        (["--optimizer", "mp"], "--approximate mixed_precision.commit")):
     with pytest.raises(SystemExit):
       example.main(["--preset", "reference", "--synthetic", "64", *argv])
     assert message in capsys.readouterr().err

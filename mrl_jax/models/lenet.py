@@ -19,11 +19,16 @@ class LeNet5(nnx.Module):
     forward_io, backward_io: I/O of every analog layer (default perfect, as the reference's MRL setting).
     learn_out_scale: a learned digital output scalar per layer (AIHWKit ``learn_out_scaling``, which the
       reference sets for TT-v1 … TT-v4).
+    weight_scaling_omega, weight_scaling_columnwise: AIHWKit's weight mapping of every analog layer (ω = 0: none;
+      the reference's TT-v3/TT-v4 use ω = 0.6 columnwise), see ``mrl_jax.nn.map_weights``.
   """
 
   def __init__(self, *, rngs: nnx.Rngs, forward_io: IOParameters = PERFECT_IO,
-               backward_io: IOParameters = PERFECT_IO, in_channels: int = 1, learn_out_scale: bool = False):
-    io = dict(forward_io=forward_io, backward_io=backward_io, learn_out_scale=learn_out_scale, rngs=rngs)
+               backward_io: IOParameters = PERFECT_IO, in_channels: int = 1, learn_out_scale: bool = False,
+               weight_scaling_omega: float = 0.0, weight_scaling_columnwise: bool = False):
+    io = dict(forward_io=forward_io, backward_io=backward_io, learn_out_scale=learn_out_scale,
+              weight_scaling_omega=weight_scaling_omega, weight_scaling_columnwise=weight_scaling_columnwise,
+              rngs=rngs)
     self.conv1 = AnalogConv2d(in_channels, 16, 5, **io)
     self.conv2 = AnalogConv2d(16, 32, 5, **io)
     self.fc1 = AnalogLinear(512, 128, **io)

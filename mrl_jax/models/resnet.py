@@ -63,10 +63,11 @@ class _LayerFactory:
   """Builds the convolutions/linear layer of one part, digital or analog, without bias for convolutions."""
 
   def __init__(self, analog: bool, *, forward_io: IOParameters, backward_io: IOParameters, learn_out_scale: bool,
-               rngs: nnx.Rngs):
+               weight_scaling_omega: float, weight_scaling_columnwise: bool, rngs: nnx.Rngs):
     self.analog = analog
     self.analog_kw = dict(learn_out_scale=learn_out_scale, forward_io=forward_io, backward_io=backward_io,
-                          rngs=rngs)
+                          weight_scaling_omega=weight_scaling_omega,
+                          weight_scaling_columnwise=weight_scaling_columnwise, rngs=rngs)
     self.rngs = rngs
 
   def conv(self, in_channels: int, out_channels: int, kernel: int, stride: int, padding: int):
@@ -131,6 +132,8 @@ class ResNet(nnx.Module):
     forward_io, backward_io: I/O of every analog layer (default perfect).
     learn_out_scale: a learned digital output scalar per analog layer (AIHWKit ``learn_out_scaling``, the
       reference setting).
+    weight_scaling_omega, weight_scaling_columnwise: AIHWKit's weight mapping of every analog layer (ω = 0: none;
+      the reference's TT-v2 uses ω = 0.3, TT-v3/TT-v4 ω = 0.6, columnwise), see ``mrl_jax.nn.map_weights``.
     num_classes: classifier outputs.
     width: channels of the first stage (64 in the reference; stages use width × 1, 2, 4, 8). Smaller values
       give quick CPU test models.
@@ -139,14 +142,17 @@ class ResNet(nnx.Module):
 
   def __init__(self, block_number: Sequence[int] = RESNET18, block_type: Sequence[str] = REFERENCE_BLOCK_TYPE, *,
                rngs: nnx.Rngs, forward_io: IOParameters = PERFECT_IO, backward_io: IOParameters = PERFECT_IO,
-               learn_out_scale: bool = True, num_classes: int = 10, width: int = 64, in_channels: int = 3):
+               learn_out_scale: bool = True, weight_scaling_omega: float = 0.0,
+               weight_scaling_columnwise: bool = False, num_classes: int = 10, width: int = 64, in_channels: int = 3):
     self.block_number = check_block_number(block_number)
     self.block_type = check_block_type(block_type)
     for name, value in (("num_classes", num_classes), ("width", width), ("in_channels", in_channels)):
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"ResNet.{name} = {value!r} is invalid: allowed range is an int >= 1")
     factories = [_LayerFactory(t == "A", forward_io=forward_io, backward_io=backward_io,
-                               learn_out_scale=learn_out_scale, rngs=rngs) for t in self.block_type]
+                               learn_out_scale=learn_out_scale, weight_scaling_omega=weight_scaling_omega,
+                               weight_scaling_columnwise=weight_scaling_columnwise, rngs=rngs)
+                 for t in self.block_type]
     self.conv1 = factories[0].conv(in_channels, width, 3, 1, 1)
     self.bn1 = _batch_norm(width, rngs)
     channels = width

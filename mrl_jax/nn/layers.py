@@ -6,6 +6,12 @@ the analog optimizer's state (``mrl_jax.optim``). The forward pass runs the I/O-
 backward pass runs it transposed through the backward I/O. For training, ``mrl_jax.nn.tape`` records
 each layer's input rows ``x`` and output gradients ``d``, which the analog optimizer turns into pulses.
 Biases (and the optional learned output scale) are digital, as in AIHWKit's periphery.
+
+Weight mapping (AIHWKit ``MappingParameter.weight_scaling_omega`` > 0): at construction every output row i is
+programmed as ``W̄_i = W_i/α_i`` with ``α_i = max_j |W_ij| / ω`` (one α per tile unless columnwise), and the
+layer keeps ``α`` as a fixed digital output scale (``MappingScale``): the forward pass returns ``α ⊙ (W̄ x)``
+(AIHWKit ``post_forward``), the backward pass runs ``W̄ᵀ (α ⊙ g)`` (``pre_backward``), and the pulsed update
+receives ``d = g/α`` (``pre_update``), so the logical weights ``α ⊙ W̄`` follow SGD.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mrl_jax import _checks as C
+from mrl_jax import fmath
 from mrl_jax.io import PERFECT_IO, IOParameters
 from mrl_jax.nn import tape
 from mrl_jax.tile import analog_matmul
@@ -32,6 +39,36 @@ class AnalogWeight(nnx.Param):
   """
 
 
+class MappingScale(nnx.Variable):
+  """Fixed digital output scales ``α`` of a weight mapping, ``float32[out]`` (columnwise) or ``float32[1]``.
+
+  Not an ``nnx.Param``: no gradient, never trained (AIHWKit ``mapping_scales``, a buffer).
+  """
+
+
+def map_weights(weights, omega: float, columnwise: bool):
+  """AIHWKit 1.1.0's ``apply_weight_scaling``: the programmed weights and the digital output scales.
+
+  Args:
+    weights: logical weights ``float32[out, in]``.
+    omega: ``weight_scaling_omega`` > 0, where the largest |weight| lands (in device weight units).
+    columnwise: one scale per output row (``weight_scaling_columnwise``) instead of one per tile.
+
+  Returns:
+    ``(W̄, α)``: ``W̄ = W/α`` row by row (``float32[out, in]``) and ``α = max|W|/ω`` (``float32[out]`` or
+    ``float32[1]``); an all-zero row (or tile) keeps ``α = 1``, as AIHWKit does.
+  """
+  C.positive("map_weights", "omega", omega)
+  C.boolean("map_weights", "columnwise", columnwise)
+  w = jnp.asarray(weights, jnp.float32)
+  w_max = jnp.max(jnp.abs(w), axis=1) if columnwise else jnp.max(jnp.abs(w)).reshape(1)
+  # True divisions as torch does them: fenced divisors keep XLA from turning the division by a constant or by a
+  # broadcast into a multiplication by its reciprocal (off by one ulp).
+  alpha = w_max / fmath.fence_from(w_max)(jnp.full(w_max.shape, omega, jnp.float32))
+  alpha = jnp.where(alpha == 0, jnp.float32(1), alpha)
+  return w / fmath.fence_from(w)(jnp.broadcast_to(alpha[:, None], w.shape)), alpha
+
+
 def _uniform(key, shape, bound):
   return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
@@ -40,14 +77,26 @@ class _AnalogBase(nnx.Module):
   """Shared by the analog layers: weight, digital bias, output scale, I/O and the tape hook."""
 
   def _setup(self, out_features: int, fan_in: int, *, use_bias: bool, learn_out_scale: bool,
-             forward_io: IOParameters, backward_io: IOParameters, rngs: nnx.Rngs):
+             forward_io: IOParameters, backward_io: IOParameters, weight_scaling_omega: float,
+             weight_scaling_columnwise: bool, rngs: nnx.Rngs):
+    owner = type(self).__name__
     for name, io in (("forward_io", forward_io), ("backward_io", backward_io)):
       if not isinstance(io, IOParameters):
-        raise TypeError(f"{type(self).__name__}.{name} must be IOParameters, got {type(io).__name__}")
+        raise TypeError(f"{owner}.{name} must be IOParameters, got {type(io).__name__}")
+    C.non_negative(owner, "weight_scaling_omega", weight_scaling_omega)
+    C.boolean(owner, "weight_scaling_columnwise", weight_scaling_columnwise)
     # torch/AIHWKit default: kaiming-uniform with a = √5, i.e. U(±1/√fan_in), bias likewise.
     bound = 1.0 / math.sqrt(fan_in)
-    self.weight = AnalogWeight(_uniform(rngs.params(), (out_features, fan_in), bound))
-    self.bias = nnx.Param(_uniform(rngs.params(), (out_features,), bound)) if use_bias else None
+    w = _uniform(rngs.params(), (out_features, fan_in), bound)
+    b = _uniform(rngs.params(), (out_features,), bound) if use_bias else None
+    alpha = None
+    if weight_scaling_omega > 0:
+      # AIHWKit programs the tile at construction (set_weights with apply_weight_scaling); the digital bias
+      # stays unscaled.
+      w, alpha = map_weights(w, weight_scaling_omega, weight_scaling_columnwise)
+    self.mapping_scale = MappingScale(alpha) if alpha is not None else None
+    self.weight = AnalogWeight(w)
+    self.bias = nnx.Param(b) if use_bias else None
     self.out_scale = nnx.Param(jnp.ones((), jnp.float32)) if learn_out_scale else None
     self.forward_io = forward_io
     self.backward_io = backward_io
@@ -58,7 +107,13 @@ class _AnalogBase(nnx.Module):
     """``[n, in] → [n, out]``: the analog MVM of input rows, recorded on the active tape."""
     key = self.noise_rngs.noise() if self.noise_rngs is not None else jax.random.key(0)
     y = analog_matmul(self.weight[...], rows, key, self.forward_io, self.backward_io)
-    return tape.record(self.tape_id, rows, y)
+    if self.mapping_scale is None:
+      return tape.record(self.tape_id, rows, y)
+    alpha = self.mapping_scale[...].reshape(1, -1)
+    # The tape's probe enters divided by α, so its gradient (the update's d) is g/α as AIHWKit's pre_update
+    # divides it, while α ⊙ y carries the forward scale and, through autodiff, the backward's α ⊙ g.
+    probe = tape.record(self.tape_id, rows, jnp.zeros_like(y))
+    return y * alpha + probe / alpha
 
   def _finish(self, y):
     if self.out_scale is not None:
@@ -76,16 +131,21 @@ class AnalogLinear(_AnalogBase):
     use_bias: digital bias (AIHWKit's default ``digital_bias=True``).
     learn_out_scale: a learned digital scalar on the output (AIHWKit ``learn_out_scaling``).
     forward_io, backward_io: I/O of the two passes (default perfect).
+    weight_scaling_omega: AIHWKit's ``weight_scaling_omega`` (>= 0; 0: no mapping): the initial weights are
+      programmed as ``W/α`` with a fixed digital output scale ``α = max|W|/ω`` (``map_weights``).
+    weight_scaling_columnwise: one ``α`` per output row instead of one per tile (no effect while ω = 0).
     rngs: ``nnx.Rngs`` with ``params`` (and ``noise`` for noisy I/O).
   """
 
   def __init__(self, in_features: int, out_features: int, *, use_bias: bool = True, learn_out_scale: bool = False,
-               forward_io: IOParameters = PERFECT_IO, backward_io: IOParameters = PERFECT_IO, rngs: nnx.Rngs):
+               forward_io: IOParameters = PERFECT_IO, backward_io: IOParameters = PERFECT_IO,
+               weight_scaling_omega: float = 0.0, weight_scaling_columnwise: bool = False, rngs: nnx.Rngs):
     C.integer("AnalogLinear", "in_features", in_features, 1)
     C.integer("AnalogLinear", "out_features", out_features, 1)
     self.in_features, self.out_features = in_features, out_features
     self._setup(out_features, in_features, use_bias=use_bias, learn_out_scale=learn_out_scale,
-                forward_io=forward_io, backward_io=backward_io, rngs=rngs)
+                forward_io=forward_io, backward_io=backward_io, weight_scaling_omega=weight_scaling_omega,
+                weight_scaling_columnwise=weight_scaling_columnwise, rngs=rngs)
 
   def __call__(self, x):
     if x.shape[-1] != self.in_features:
@@ -147,7 +207,8 @@ class AnalogConv2d(_AnalogBase):
 
   def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride=1, padding=0, dilation=1,
                use_bias: bool = True, learn_out_scale: bool = False, forward_io: IOParameters = PERFECT_IO,
-               backward_io: IOParameters = PERFECT_IO, rngs: nnx.Rngs):
+               backward_io: IOParameters = PERFECT_IO, weight_scaling_omega: float = 0.0,
+               weight_scaling_columnwise: bool = False, rngs: nnx.Rngs):
     C.integer("AnalogConv2d", "in_channels", in_channels, 1)
     C.integer("AnalogConv2d", "out_channels", out_channels, 1)
     self.kernel_size = _pair(kernel_size, "kernel_size")
@@ -162,7 +223,8 @@ class AnalogConv2d(_AnalogBase):
     self.in_channels, self.out_channels = in_channels, out_channels
     fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
     self._setup(out_channels, fan_in, use_bias=use_bias, learn_out_scale=learn_out_scale, forward_io=forward_io,
-                backward_io=backward_io, rngs=rngs)
+                backward_io=backward_io, weight_scaling_omega=weight_scaling_omega,
+                weight_scaling_columnwise=weight_scaling_columnwise, rngs=rngs)
 
   def patches(self, x):
     """``[N, H, W, C] → [N, H', W', C·kh·kw]`` (channel-major features).

@@ -154,8 +154,9 @@ class Mapping:
     digital_bias: biases in digital (True: as ``mrl_jax``'s layers).
     weight_scaling_omega: if > 0, every output row i of a tile is programmed as ``W_i/α_i`` with
       ``α_i = max_j |W_ij| / ω`` (per row with ``weight_scaling_columnwise``, else one α per tile), and the
-      digital periphery multiplies output i by the fixed ``α_i`` (AIHWKit ``apply_weight_scaling``). Not
-      modelled by ``mrl_jax`` yet.
+      digital periphery multiplies output i by the fixed ``α_i`` and divides the update's ``d_i`` by it (AIHWKit
+      ``apply_weight_scaling``, ``post_forward``, ``pre_update``; ``mrl_jax.nn.map_weights`` and the layers'
+      ``weight_scaling_omega``).
     weight_scaling_columnwise: one scale per output row rather than per tile (no effect while ω = 0).
     learn_out_scaling: a learned digital output scale, initialised to 1 (``mrl_jax``: ``learn_out_scale``).
     out_scaling_columnwise: one learned scale per output instead of one per layer (not modelled).
@@ -175,11 +176,6 @@ class Mapping:
   def unsupported(self) -> tuple:
     """``(field, reason)`` pairs of the settings that have an effect ``mrl_jax`` cannot model."""
     out = []
-    if self.weight_scaling_omega > 0:
-      out.append(("mapping.weight_scaling_omega",
-                  f"ω = {self.weight_scaling_omega:g}: weights programmed as W/α with α = max|W|/ω "
-                  f"({'per output row' if self.weight_scaling_columnwise else 'per tile'}) and a fixed digital "
-                  "output scale α; mrl_jax programs W itself"))
     if self.learn_out_scaling and self.out_scaling_columnwise:
       out.append(("mapping.out_scaling_columnwise", "mrl_jax learns one output scale per layer"))
     if not self.digital_bias:
@@ -273,6 +269,13 @@ class ReferencePreset:
   def learn_out_scale(self) -> bool:
     """Whether the analog layers carry a learned output scale (``mrl_jax`` layer argument)."""
     return self.mapping.learn_out_scaling
+
+  def layer_kwargs(self) -> dict:
+    """Keyword arguments of the analog layers (``AnalogLinear``/``AnalogConv2d``, ``LeNet5``, ``ResNet``): I/O
+    per pass, learned output scale and the weight mapping."""
+    return dict(forward_io=self.forward_io, backward_io=self.backward_io, learn_out_scale=self.learn_out_scale,
+                weight_scaling_omega=self.mapping.weight_scaling_omega,
+                weight_scaling_columnwise=self.mapping.weight_scaling_columnwise)
 
   def check_supported(self, approximate=()) -> None:
     """Raises unless every field of ``unsupported`` is listed in ``approximate``.
@@ -382,7 +385,6 @@ def _cifar_device() -> SoftBoundsReferenceDevice:
   return SoftBoundsReferenceDevice(dw_min=0.5, w_max=1.0, w_min=-1.0, w_max_dtod=0.0, w_min_dtod=0.0)
 
 
-OMEGA = "mapping.weight_scaling_omega"
 MP_COMMIT = ("mixed_precision.commit",
              "AIHWKit commits n = trunc(χ/ε) through a stochastic pulse train with UM/UBLM, BL ≤ 31 (random counts "
              "when a row holds some |n| > 1); mrl_jax applies exactly n pulses (≤ max_pulses)")

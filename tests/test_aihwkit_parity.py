@@ -1,0 +1,90 @@
+"""Seed-parity fixtures of AIHWKit 1.1.0 (issue 17; ``tests/fixtures/make_parity_fixtures.py``): the weight
+mapping ``weight_scaling_omega``."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from tests.conftest import load_fixture
+from mrl_jax import nn
+from mrl_jax.models import LeNet5
+
+# ---- weight_scaling_omega -------------------------------------------------------------------------------------
+
+OMEGA, OMEGA_META = load_fixture("aihwkit_omega_mapping")
+
+
+def _mapped_layer(case):
+  spec = OMEGA_META["cases"][case]
+  layer = nn.AnalogLinear(6, 4, learn_out_scale=spec["learn_out_scaling"], weight_scaling_omega=OMEGA_META["omega"],
+                          weight_scaling_columnwise=spec["weight_scaling_columnwise"], rngs=nnx.Rngs(0))
+  programmed, alpha = nn.map_weights(OMEGA["w"], OMEGA_META["omega"], spec["weight_scaling_columnwise"])
+  layer.weight[...] = programmed
+  layer.mapping_scale[...] = alpha
+  layer.bias[...] = jnp.asarray(OMEGA["b"])
+  return layer
+
+
+@pytest.mark.parametrize("case", sorted(OMEGA_META["cases"]))
+def test_map_weights_is_aihwkit_set_weights(case):
+  """The programmed weights and mapping scales of ``set_weights(apply_weight_scaling=True)``, bit for bit
+  (an all-zero row keeps α = 1)."""
+  spec = OMEGA_META["cases"][case]
+  eager = nn.map_weights(OMEGA["w"], OMEGA_META["omega"], spec["weight_scaling_columnwise"])
+  jitted = jax.jit(nn.map_weights, static_argnums=(1, 2))(OMEGA["w"], OMEGA_META["omega"],
+                                                          spec["weight_scaling_columnwise"])
+  for programmed, alpha in (eager, jitted):
+    np.testing.assert_array_equal(np.asarray(programmed), OMEGA[f"{case}_programmed"])
+    np.testing.assert_array_equal(np.asarray(alpha), OMEGA[f"{case}_mapping_scales"])
+
+
+@pytest.mark.parametrize("case", sorted(OMEGA_META["cases"]))
+def test_mapped_layer_forward_backward_update_match_aihwkit(case):
+  """``y = α ⊙ (W̄ x) + b`` (times the learned scale, 1 at the start), the input gradient ``W̄ᵀ(α ⊙ g)``, and the
+  update's ``d = g/α`` (AIHWKit ``pre_update``): one exact SGD step of the programmed weights. Float32 sums in a
+  different order: tolerances of a few ulps of the largest term."""
+  layer = _mapped_layer(case)
+  x, c = jnp.asarray(OMEGA["x"]), jnp.asarray(OMEGA["c"])
+  np.testing.assert_allclose(np.asarray(layer(x)), OMEGA[f"{case}_y"], rtol=0, atol=1e-6)
+  grad_x = jax.grad(lambda v: jnp.sum(layer(v) * c))(x)
+  np.testing.assert_allclose(np.asarray(grad_x), OMEGA[f"{case}_grad_x"], rtol=0, atol=1e-6)
+  _, grads = nn.value_and_analog_grad(lambda m, v: jnp.sum(m(v) * c))(layer, x)
+  g = grads["weight"].get_value()
+  step = -OMEGA_META["lr"] * (g.d.T @ g.x)
+  np.testing.assert_allclose(np.asarray(step), OMEGA[f"{case}_programmed_after_step"] - OMEGA[f"{case}_programmed"],
+                             rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("columnwise", (True, False))
+def test_mapped_layer_programs_its_initial_draw(columnwise):
+  """At construction the kaiming draw is programmed as ``map_weights`` does (AIHWKit's ``reset_parameters`` →
+  ``set_weights``): same draw as an unmapped layer, bias unscaled; no mapping without ω."""
+  plain = nn.AnalogConv2d(2, 3, 3, rngs=nnx.Rngs(4))
+  mapped = nn.AnalogConv2d(2, 3, 3, weight_scaling_omega=0.6, weight_scaling_columnwise=columnwise,
+                           rngs=nnx.Rngs(4))
+  programmed, alpha = nn.map_weights(plain.weight[...], 0.6, columnwise)
+  np.testing.assert_array_equal(np.asarray(mapped.weight[...]), np.asarray(programmed))
+  np.testing.assert_array_equal(np.asarray(mapped.mapping_scale[...]), np.asarray(alpha))
+  np.testing.assert_array_equal(np.asarray(mapped.bias[...]), np.asarray(plain.bias[...]))
+  assert alpha.shape == ((3,) if columnwise else (1,)) and plain.mapping_scale is None
+  assert not isinstance(mapped.mapping_scale, nnx.Param)  # fixed: never trained
+  x = jax.random.normal(jax.random.key(1), (2, 6, 6, 2))
+  np.testing.assert_allclose(np.asarray(mapped(x)), np.asarray(plain(x)), rtol=0, atol=1e-5)
+
+
+def test_bad_omega_names_the_field():
+  with pytest.raises(ValueError, match="AnalogLinear.weight_scaling_omega"):
+    nn.AnalogLinear(3, 2, weight_scaling_omega=-0.1, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="map_weights.omega"):
+    nn.map_weights(jnp.ones((2, 2)), 0.0, True)
+
+
+def test_lenet_carries_the_mapping_to_every_layer():
+  model = LeNet5(rngs=nnx.Rngs(0), weight_scaling_omega=0.6, weight_scaling_columnwise=True)
+  for layer in (model.conv1, model.conv2, model.fc1, model.fc2):
+    assert float(jnp.max(jnp.abs(layer.weight[...]))) == pytest.approx(0.6, rel=1e-6)
+    assert layer.mapping_scale[...].shape == (layer.weight[...].shape[0],)
