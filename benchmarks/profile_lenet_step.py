@@ -126,7 +126,7 @@ def profile(setting: str, steps: int) -> list[tuple[str, float, str]]:
     analog = {jax.tree_util.keystr(p): g for p, g in
               jax.tree_util.tree_flatten_with_path(grads, is_leaf=is_analog_gradient)[0] if is_analog_gradient(g)}
     total = 0.0
-    lr = (cfg.fast_lr * (0.05 if cfg.scale_fast_lr else 1.0)) if cfg.fast_lr > 0 else 0.05  # the gradient write's rate
+    lr = (cfg.fast_lr * (0.05 if cfg.scale_fast_lr else 1.0)) if cfg.fast_lr is not None else 0.05  # the gradient write's rate
     for path, g in analog.items():
       w_shape = (g.d.shape[1], g.x.shape[1])
       params = device.init(jax.random.key(1), w_shape)

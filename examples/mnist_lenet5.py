@@ -180,9 +180,9 @@ def make_optimizer(args, params, steps_per_epoch: int, key=None):
     return analog_partition(analog, preset.digital_optimizer(lr), params)
   cfg = fair_config(args)
   if args.setting in ("ResL", "TTv1", "TTv2"):
-    analog = optim.transfer_compound(cfg, lr, key=key)
+    analog = optim.transfer_compound(cfg, lr, key=key, engine=args.engine)
   elif args.setting in ("TTv3", "TTv4"):
-    analog = optim.chopped_transfer(cfg, lr, key=key)
+    analog = optim.chopped_transfer(cfg, lr, key=key, engine=args.engine)
   elif args.setting == "MP":
     analog = optim.mixed_precision(cfg, lr, key=key)
   elif args.setting == "SGD":

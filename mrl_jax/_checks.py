@@ -36,6 +36,14 @@ def non_negative(owner: str, name: str, value: float) -> None:
     _fail(owner, name, value, ">= 0")
 
 
+def optional_rate(owner: str, name: str, value) -> None:
+  """A rate that None (or AIHWKit's 0) sets to "the SGD learning rate": None or a finite number >= 0."""
+  if value is not None:
+    finite(owner, name, value)
+    if value < 0:
+      _fail(owner, name, value, ">= 0, or None for the SGD learning rate")
+
+
 def in_range(owner: str, name: str, value: float, lo: float, hi: float) -> None:
   finite(owner, name, value)
   if not lo <= value <= hi:

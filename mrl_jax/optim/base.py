@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from mrl_jax import _checks
+from mrl_jax.analog_state import AnalogState, is_leaf_state
 
 
 class AnalogGradient(NamedTuple):
@@ -137,6 +138,90 @@ def init_leaves(key, params, make_leaf: Callable):
   keys = leaf_keys(k_init, params)
   leaves = jax.tree.map(lambda w, k: w if is_masked(w) else make_leaf(w, k), params, keys, is_leaf=is_masked)
   return k_run, leaves
+
+
+# ---- the per-weight combinator --------------------------------------------------------------------
+
+class StepInfo(NamedTuple):
+  """What one update tells every weight's ``step_leaf``.
+
+  Attributes:
+    lr: float32 SGD learning rate of this update (the schedule at the state's ``count``).
+    step: int32 number of this update, 1 for the first; drives periodic schedules (``schedule_count``).
+    phase: what the algorithm's ``step_shared`` passes on to the weights (e.g. the warm-start target), else None.
+  """
+
+  lr: jax.Array
+  step: jax.Array
+  phase: Any = None
+
+
+def per_weight(name: str, learning_rate: ScalarOrSchedule, key, *, init_leaf: Callable, step_leaf: Callable,
+               visible: Callable, init_shared: Callable | None = None,
+               step_shared: Callable | None = None) -> optax.GradientTransformationExtraArgs:
+  """The optax transformation that runs an analog algorithm on every analog weight.
+
+  An algorithm is described for one weight; this builds the rest once for all of them: the learning-rate
+  check and schedule, one key per weight and update, the update count, masked leaves, the gradient checks,
+  and the additive update ``visible(new) − params`` of the visible weights.
+
+  Args:
+    name: the factory's name, for messages.
+    learning_rate: SGD learning rate or schedule.
+    key: PRNG key or int seed; one half draws every weight's construction key, the other its pulses.
+    init_leaf: ``(weights, key) -> leaf`` the device state of a ``float32[out, in]`` weight.
+    step_leaf: ``(leaf, grad, info, key) -> leaf`` one update of one weight (``grad`` an ``AnalogGradient``,
+      ``info`` a ``StepInfo``).
+    visible: ``leaf -> float32[out, in]`` the weights the model reads.
+    init_shared: ``() -> shared`` state common to all weights (default: none).
+    step_shared: ``(shared, extra_args) -> (shared, phase)`` advances it once per update, before the weights
+      (``extra_args`` is the dict of ``update``'s keyword arguments); ``phase`` reaches every ``step_leaf``.
+
+  Returns:
+    ``optax.GradientTransformationExtraArgs`` with state ``AnalogState``. ``update(grads, state, params,
+    count=None, **extra_args)`` needs ``params`` (the visible weights); ``count`` is ``schedule_count``'s.
+  """
+  check_learning_rate(learning_rate, name)
+  key = as_key(key)
+
+  def init_fn(params):
+    k_run, leaves = init_leaves(key, params, init_leaf)
+    return AnalogState(count=jnp.int32(0), key=k_run, leaves=leaves,
+                       shared=None if init_shared is None else init_shared())
+
+  def update_fn(updates, state: AnalogState, params=None, *, count=None, **extra):
+    if params is None:
+      raise ValueError(f"{name}.update needs params (the visible weights)")
+    shared, phase = state.shared, None
+    if step_shared is not None:
+      shared, phase = step_shared(state.shared, extra)
+    info = StepInfo(lr=learning_rate_at(learning_rate, state.count), step=schedule_count(state.count, count) + 1,
+                    phase=phase)
+    keys = leaf_keys(jax.random.fold_in(state.key, state.count), params)
+
+    def one(g, leaf, w, k):
+      check_analog_gradient(g, w.shape)
+      new = step_leaf(leaf, g, info, k)
+      return visible(new) - w, new
+
+    new_updates, leaves = map_analog_leaves(one, updates, state.leaves, params, keys)
+    return new_updates, AnalogState(count=state.count + 1, key=state.key, leaves=leaves, shared=shared)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def map_leaves(fn: Callable, state: AnalogState):
+  """``fn(leaf)`` for every weight's device state of ``state``: a tree shaped like the params."""
+  return jax.tree.map(fn, state.leaves, is_leaf=is_leaf_state)
+
+
+ENGINES = ("auto", "native", "jnp")
+
+
+def check_engine(owner: str, engine) -> None:
+  """Rejects an unknown pulsed-update engine (``None`` keeps the configuration's)."""
+  if engine is not None:
+    _checks.choice(owner, "engine", engine, ENGINES)
 
 
 def leaf_keys(key, tree):

@@ -40,7 +40,7 @@ from mrl_jax.io import IOParameters, analog_mvm
 from mrl_jax.optim import base
 from mrl_jax.pulses import UpdateParameters
 from mrl_jax.tile import count_skipped, init_tile, post_update_step, tile_update
-from mrl_jax.update import operands_finite
+from mrl_jax.update import Engine, operands_finite
 from mrl_jax.transfer import one_hot_lines, transfer_read_io
 
 _f32 = np.float32
@@ -78,7 +78,8 @@ class ChoppedTransfer:
     auto_momentum: momentum of those running maxima (per row ``τ = (1 − auto_momentum)/rows``).
     correct_gradient_magnitudes: divide the transfer scale by the pulse-count lr and use the
       granularity of C for the buffer.
-    fast_lr: rate of the gradient write onto A (absolute, AIHWKit 1.1.0); 0 means "use the SGD lr".
+    fast_lr: rate of the gradient write onto A (absolute, AIHWKit 1.1.0); None means "use the SGD lr"
+      (AIHWKit's 0, which is stored as None).
     scale_fast_lr: multiply the gradient rate by the SGD lr (AIHWKit ≥ 1.2 option).
     transfer_lr: transfer rate (× SGD lr when ``scale_transfer_lr``).
     scale_transfer_lr: scale ``transfer_lr`` by the current SGD lr.
@@ -104,7 +105,7 @@ class ChoppedTransfer:
   auto_scale: bool = False
   auto_momentum: float = 0.99
   correct_gradient_magnitudes: bool = False
-  fast_lr: float = 1.0
+  fast_lr: Optional[float] = 1.0
   scale_fast_lr: bool = False
   transfer_lr: float = 1.0
   scale_transfer_lr: bool = True
@@ -123,9 +124,11 @@ class ChoppedTransfer:
         "buffer_granularity": C.positive, "auto_granularity": C.non_negative, "step": C.positive,
         "momentum": _unit, "forget_buffer": C.boolean, "no_buffer": C.boolean, "units_in_mbatch": C.boolean,
         "transfer_every": C.finite, "auto_scale": C.boolean, "auto_momentum": _unit,
-        "correct_gradient_magnitudes": C.boolean, "fast_lr": C.non_negative, "scale_fast_lr": C.boolean,
+        "correct_gradient_magnitudes": C.boolean, "fast_lr": C.optional_rate, "scale_fast_lr": C.boolean,
         "transfer_lr": C.non_negative, "scale_transfer_lr": C.boolean,
         "engine": lambda o, n, v: C.choice(o, n, v, ("auto", "native", "jnp"))})
+    if self.fast_lr == 0:
+      object.__setattr__(self, "fast_lr", None)
     te = self.transfer_every
     if te == 0:
       raise ValueError(f"{owner}.transfer_every = {te!r} is invalid: allowed range is != 0 "
@@ -262,14 +265,6 @@ class ChoppedLeafState(NamedTuple):
   switched: Optional[jax.Array] = None
 
 
-class ChoppedState(NamedTuple):
-  """Optimizer state: step count (for the lr schedule), key, per-weight ``ChoppedLeafState``."""
-
-  count: jax.Array
-  key: jax.Array
-  leaves: object
-
-
 def init_leaf(cfg: ChoppedTransfer, key, weights) -> ChoppedLeafState:
   """Programs ``weights`` into C (clipped per crosspoint); A, H and the choppers start at zero/False."""
   weights = jnp.asarray(weights, jnp.float32)
@@ -288,8 +283,8 @@ def init_leaf(cfg: ChoppedTransfer, key, weights) -> ChoppedLeafState:
       switched=jnp.zeros((in_size,), bool) if agad else None)
 
 
-def visible_weights(leaf: ChoppedLeafState) -> jax.Array:
-  """The visible weight: C (γ = 0)."""
+def visible_leaf(leaf: ChoppedLeafState) -> jax.Array:
+  """The visible weight of one analog weight: C (γ = 0)."""
   return leaf.tiles[1].weights
 
 
@@ -306,14 +301,14 @@ def _running_max(cfg: ChoppedTransfer, m, new, rows: int):
 def pulse_count_lr(cfg: ChoppedTransfer, sgd_lr, m_x, m_d):
   """The rate of the gradient write onto A (``getPulseCountLearningRate``)."""
   scale = sgd_lr if cfg.scale_fast_lr else jnp.float32(1)
-  if cfg.auto_scale and cfg.fast_lr > 0:
+  if cfg.fast_lr is None:
+    return jnp.asarray(sgd_lr, jnp.float32)
+  if cfg.auto_scale:
     count_lr = jnp.float32(_f32(cfg.fast_lr) * (_f32(cfg.update.desired_bl) * _f32(cfg.device_of(0).granularity)))
     fence = fence_from(m_x)
     auto = count_lr / fence(m_x * m_d)
     return jnp.where((m_x > 0) & (m_d > 0), auto, count_lr) * scale
-  if cfg.fast_lr > 0:
-    return jnp.float32(cfg.fast_lr) * scale
-  return jnp.asarray(sgd_lr, jnp.float32)
+  return jnp.float32(cfg.fast_lr) * scale
 
 
 # ---- transfer of one column ---------------------------------------------------------------------------
@@ -436,50 +431,39 @@ def step_leaf(cfg: ChoppedTransfer, leaf: ChoppedLeafState, grad: base.AnalogGra
   return leaf._replace(tiles=[post_update_step(t, cfg.device_of(k), keys[-1, k]) for k, t in enumerate(leaf.tiles)])
 
 
-def chopped_transfer(config: ChoppedTransfer, learning_rate: base.ScalarOrSchedule = 1.0, key=0):
+def chopped_transfer(config: ChoppedTransfer, learning_rate: base.ScalarOrSchedule = 1.0, key=0, *,
+                     engine: Optional[Engine] = None) -> optax.GradientTransformationExtraArgs:
   """An optax transformation running a chopped compound (TT-v3) or AGAD (TT-v4, ``DynamicTransfer``)
   on every analog weight.
 
   Args:
     config: ``ChoppedTransfer`` or ``DynamicTransfer``.
     learning_rate: SGD learning rate or schedule (scales the transfer rate when ``scale_transfer_lr``,
-      and the gradient write when ``fast_lr == 0`` or ``scale_fast_lr``).
+      and the gradient write when ``fast_lr`` is None or ``scale_fast_lr``).
     key: PRNG key or int seed of the device parameters (construction), pulses, reads and choppers.
+    engine: pulsed-update engine, ``auto`` | ``native`` | ``jnp`` (None: ``config.engine``).
 
   Returns:
-    ``optax.GradientTransformationExtraArgs``; ``update(grads, state, params)`` returns ``C_new − params``
-    for every ``AnalogGradient`` leaf.
+    ``optax.GradientTransformationExtraArgs`` over ``base.AnalogState`` (leaves ``ChoppedLeafState``);
+    ``update(grads, state, params)`` returns ``C_new − params`` for every ``AnalogGradient`` leaf.
   """
   if not isinstance(config, ChoppedTransfer):
     raise TypeError(f"chopped_transfer: config must be a ChoppedTransfer, got {type(config).__name__}")
-  base.check_learning_rate(learning_rate, "chopped_transfer")
-  key = base.as_key(key)
+  if engine is not None:
+    config = config.replace(engine=engine)
 
-  def init_fn(params):
-    k_run, leaves = base.init_leaves(key, params, lambda w, k: init_leaf(config, k, w))
-    return ChoppedState(count=jnp.int32(0), key=k_run, leaves=leaves)
+  def step(leaf: ChoppedLeafState, g, info: base.StepInfo, key) -> ChoppedLeafState:
+    # Rows are updated one by one here, so a bad batch is skipped as a whole rather than row by row.
+    skip = lambda l: l._replace(tiles=[count_skipped(l.tiles[0], False), l.tiles[1]])
+    return jax.lax.cond(operands_finite(info.lr, g.x, g.d), lambda l: step_leaf(config, l, g, info.lr, key), skip,
+                        leaf)
 
-  def update_fn(updates, state, params=None, **extra):
-    del extra
-    if params is None:
-      raise ValueError("chopped_transfer.update needs params (the visible weights)")
-    sgd_lr = base.learning_rate_at(learning_rate, state.count)
-    keys = base.leaf_keys(jax.random.fold_in(state.key, state.count), params)
-
-    def one(g, leaf, w, k):
-      base.check_analog_gradient(g, w.shape)
-      # Rows are updated one by one here, so a bad batch is skipped as a whole rather than row by row.
-      skip = lambda l: l._replace(tiles=[count_skipped(l.tiles[0], False), l.tiles[1]])
-      new_leaf = jax.lax.cond(operands_finite(sgd_lr, g.x, g.d), lambda l: step_leaf(config, l, g, sgd_lr, k), skip,
-                              leaf)
-      return visible_weights(new_leaf) - w, new_leaf
-
-    new_updates, new_leaves = base.map_analog_leaves(one, updates, state.leaves, params, keys)
-    return new_updates, ChoppedState(count=state.count + 1, key=state.key, leaves=new_leaves)
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return base.per_weight("chopped_transfer", learning_rate, key, init_leaf=lambda w, k: init_leaf(config, k, w),
+                         step_leaf=step, visible=visible_leaf)
 
 
-def chopped_visible_weights(state: ChoppedState):
-  """The visible weights (C) of every analog leaf of a ``chopped_transfer`` state."""
-  return jax.tree.map(visible_weights, state.leaves, is_leaf=lambda n: isinstance(n, ChoppedLeafState))
+def visible_weights(config: ChoppedTransfer, state: base.AnalogState):
+  """The visible weights (C) of every analog weight of a ``chopped_transfer`` state (a tree shaped like the
+  params)."""
+  del config  # γ = 0: C alone is visible
+  return base.map_leaves(visible_leaf, state)

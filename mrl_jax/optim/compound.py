@@ -68,7 +68,8 @@ class TransferCompound:
     transfer_every: K periods T_k in mini-batches (the last belongs to the top tile and is unused).
     transfer_lr: K transfer rates η_k, indexed by the source tile.
     scale_transfer_lr: multiply η_k by the current SGD learning rate.
-    fast_lr: rate of the gradient write onto tile 0 (absolute; ≤ 0 means "use the SGD lr").
+    fast_lr: rate of the gradient write onto tile 0 (absolute); None means "use the SGD lr" (AIHWKit's 0,
+      which is stored as None).
     scale_fast_lr: multiply ``fast_lr`` by the SGD learning rate (AIHWKit ≥ 1.2 behaviour).
     n_reads_per_transfer: columns (rows) moved per transfer event.
     transfer_columns: read columns (forward pass) rather than rows (backward pass).
@@ -87,7 +88,7 @@ class TransferCompound:
   transfer_every: tuple = (1.0, 0.0)
   transfer_lr: tuple = (1.0, 1.0)
   scale_transfer_lr: bool = True
-  fast_lr: float = 1.0
+  fast_lr: Optional[float] = 1.0
   scale_fast_lr: bool = False
   n_reads_per_transfer: int = 1
   transfer_columns: bool = True
@@ -117,11 +118,13 @@ class TransferCompound:
     for k, t in enumerate(self.transfer_every[:-1]):
       if t != int(t) or t < 1:
         raise ValueError(f"{owner}.transfer_every[{k}] = {t} is invalid: allowed range is whole mini-batches >= 1")
-    C.check_fields(self, {"scale_transfer_lr": C.boolean, "fast_lr": C.finite, "scale_fast_lr": C.boolean,
+    C.check_fields(self, {"scale_transfer_lr": C.boolean, "fast_lr": C.optional_rate, "scale_fast_lr": C.boolean,
                           "n_reads_per_transfer": lambda o, n, v: C.integer(o, n, v, 1),
                           "transfer_columns": C.boolean,
                           "warm_start": lambda o, n, v: C.choice(o, n, v, WARM_START_MODES),
                           "engine": lambda o, n, v: C.choice(o, n, v, ("auto", "native", "jnp"))})
+    if self.fast_lr == 0:
+      object.__setattr__(self, "fast_lr", None)
     if self.warm_start != "none" and K < 3:
       raise ValueError(f"{owner}.warm_start = {self.warm_start!r} needs n_tiles >= 3, got {K}")
     if self.buffer is not None and self.n_reads_per_transfer != 1:
@@ -178,17 +181,8 @@ class CompoundLeafState(NamedTuple):
   buffer: Optional[jax.Array]
 
 
-class CompoundState(NamedTuple):
-  """Optimizer state: step count (for the lr schedule), key, per-weight states, plateau controller."""
-
-  count: jax.Array
-  key: jax.Array
-  leaves: object
-  plateau: PlateauState
-
-
-def visible_weights(cfg: TransferCompound, leaf: CompoundLeafState) -> jax.Array:
-  """``W̄ = Σ_k γ_k W_k`` from the apparent tile weights."""
+def visible_leaf(cfg: TransferCompound, leaf: CompoundLeafState) -> jax.Array:
+  """The visible weight of one analog weight, ``W̄ = Σ_k γ_k W_k`` from the apparent tile weights."""
   out = None
   for k, g in enumerate(cfg.gammas):
     if g == 0:
@@ -349,8 +343,10 @@ def step_leaf(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogG
   """
   K = cfg.n_tiles
   keys = iter(jax.random.split(key, 2 * K + 4))
-  fast_lr = jnp.float32(cfg.fast_lr) * (sgd_lr if cfg.scale_fast_lr else jnp.float32(1))
-  pc_lr = jnp.where(jnp.float32(cfg.fast_lr) > 0, fast_lr, sgd_lr)
+  if cfg.fast_lr is None:
+    pc_lr = sgd_lr
+  else:
+    pc_lr = jnp.float32(cfg.fast_lr) * (sgd_lr if cfg.scale_fast_lr else jnp.float32(1))
   tiles = list(leaf.tiles)
   tiles[0] = tile_update(tiles[0], cfg.device_of(0), cfg.update, grad.x, grad.d, pc_lr, next(keys),
                          engine=cfg.engine, dw=cfg.gradient_granularity)
@@ -388,53 +384,41 @@ def post_update(cfg: TransferCompound, leaf: CompoundLeafState, key) -> Compound
   return leaf._replace(tiles=[post_update_step(t, cfg.device_of(k), keys[k]) for k, t in enumerate(leaf.tiles)])
 
 
-def transfer_compound(config: TransferCompound, learning_rate: base.ScalarOrSchedule = 1.0, key=0):
+def transfer_compound(config: TransferCompound, learning_rate: base.ScalarOrSchedule = 1.0, key=0, *,
+                      engine: Optional[Engine] = None) -> optax.GradientTransformationExtraArgs:
   """An optax transformation running ``config`` on every analog weight.
 
   Args:
     config: the compound configuration.
     learning_rate: SGD learning rate or schedule (scales transfers when ``scale_transfer_lr``, and the
-      gradient write when ``fast_lr <= 0`` or ``scale_fast_lr``).
+      gradient write when ``fast_lr`` is None or ``scale_fast_lr``).
     key: PRNG key or int seed of the device parameters (construction) and of all pulses.
+    engine: pulsed-update engine, ``auto`` | ``native`` | ``jnp`` (None: ``config.engine``).
 
   Returns:
-    ``optax.GradientTransformationExtraArgs``. ``update(grads, state, params, epoch_loss=nan, count=None)``:
+    ``optax.GradientTransformationExtraArgs`` over ``base.AnalogState`` (leaves ``CompoundLeafState``, shared
+    the plateau controller's ``PlateauState``). ``update(grads, state, params, epoch_loss=nan, count=None)``:
     pass the previous epoch's mean training loss on the first step of each epoch (NaN otherwise) to drive
     the warm-start plateau controller. ``count`` (see ``base.schedule_count``) is the number of updates
     before this one, shared by all instances when vmapping over device seeds.
   """
-  base.check_learning_rate(learning_rate, "transfer_compound")
-  key = base.as_key(key)
+  if engine is not None:
+    config = config.replace(engine=engine)
 
-  def init_fn(params):
-    k_run, leaves = base.init_leaves(key, params, lambda w, k: init_leaf(config, k, w))
-    return CompoundState(count=jnp.int32(0), key=k_run, leaves=leaves, plateau=plateau_init(config.plateau))
+  def step_shared(plateau: PlateauState, extra: dict):
+    switch, plateau = plateau_update(config.plateau, plateau, extra.get("epoch_loss", jnp.nan))
+    return plateau, switch
 
-  def update_fn(updates, state, params=None, *, epoch_loss=jnp.nan, count=None, **extra):
-    del extra
-    if params is None:
-      raise ValueError("transfer_compound.update needs params (the visible weights)")
-    step = base.schedule_count(state.count, count) + 1
-    switch, plateau = plateau_update(config.plateau, state.plateau, epoch_loss)
-    sgd_lr = base.learning_rate_at(learning_rate, state.count)
-    step_key = jax.random.fold_in(state.key, state.count)
-    keys = base.leaf_keys(step_key, params)
-
-    def one(g, leaf, w, k):
-      base.check_analog_gradient(g, w.shape)
-      new_leaf = step_leaf(config, leaf, g, sgd_lr, switch, k, step)
-      return visible_weights(config, new_leaf) - w, new_leaf
-
-    new_updates, new_leaves = base.map_analog_leaves(one, updates, state.leaves, params, keys)
-    return new_updates, CompoundState(count=state.count + 1, key=state.key, leaves=new_leaves, plateau=plateau)
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return base.per_weight(
+      "transfer_compound", learning_rate, key, init_leaf=lambda w, k: init_leaf(config, k, w),
+      step_leaf=lambda leaf, g, info, k: step_leaf(config, leaf, g, info.lr, info.phase, k, info.step),
+      visible=lambda leaf: visible_leaf(config, leaf), init_shared=lambda: plateau_init(config.plateau),
+      step_shared=step_shared)
 
 
-def compound_visible_weights(config: TransferCompound, state: CompoundState):
-  """The visible weights of every analog leaf of a ``transfer_compound`` state."""
-  return jax.tree.map(lambda l: visible_weights(config, l), state.leaves,
-                      is_leaf=lambda n: isinstance(n, CompoundLeafState))
+def visible_weights(config: TransferCompound, state: base.AnalogState):
+  """The visible weights of every analog weight of a ``transfer_compound`` state (a tree shaped like the params)."""
+  return base.map_leaves(lambda leaf: visible_leaf(config, leaf), state)
 
 
 def warm_start_target(opt_state):
@@ -445,7 +429,7 @@ def warm_start_target(opt_state):
   return leaves[0].target if leaves else None
 
 
-def request_switch(state: CompoundState, requested: bool = True) -> CompoundState:
+def request_switch(state: base.AnalogState, requested: bool = True) -> base.AnalogState:
   """Sets every analog weight's pending warm-start switch: True moves the target down one tile in the next
   step, False cancels a pending request.
 

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from mrl_jax.devices import PulsedDevice
 from mrl_jax.optim import base
 from mrl_jax.pulses import UpdateParameters
 from mrl_jax.tile import TileState, init_tile, post_update_step, tile_update
-
-
-class AnalogSGDState(NamedTuple):
-  count: jax.Array
-  key: jax.Array
-  tiles: object  # a TileState per analog weight
+from mrl_jax.update import Engine
 
 
 def analog_sgd(device: PulsedDevice, learning_rate: base.ScalarOrSchedule, update: UpdateParameters = UpdateParameters(),
-               key=0, engine: str = "auto") -> optax.GradientTransformationExtraArgs:
+               key=0, *, engine: Optional[Engine] = None) -> optax.GradientTransformationExtraArgs:
   """Pulsed SGD ``W −= lr·dᵀx`` on one tile per analog weight, one update cycle per row.
 
   Args:
@@ -29,30 +23,31 @@ def analog_sgd(device: PulsedDevice, learning_rate: base.ScalarOrSchedule, updat
     learning_rate: SGD learning rate or schedule (the pulse learning rate).
     update: pulse parameters.
     key: PRNG key or int seed (device parameters and pulses).
-    engine: pulsed-update engine (``auto``, ``native``, ``jnp``).
+    engine: pulsed-update engine, ``auto`` | ``native`` | ``jnp`` (None: ``auto``).
+
+  Returns:
+    ``optax.GradientTransformationExtraArgs`` over ``base.AnalogState``; every weight's leaf is its ``TileState``.
   """
   if not isinstance(device, PulsedDevice):
     raise TypeError(f"analog_sgd: device must be a PulsedDevice, got {type(device).__name__}")
-  base.check_learning_rate(learning_rate, "analog_sgd")
-  key = base.as_key(key)
+  base.check_engine("analog_sgd", engine)
+  engine = engine or "auto"
 
-  def init_fn(params):
-    k_run, tiles = base.init_leaves(key, params, lambda w, k: init_tile(k, device, w.shape, w))
-    return AnalogSGDState(jnp.int32(0), k_run, tiles)
+  def step_leaf(tile: TileState, g, info: base.StepInfo, key) -> TileState:
+    k_up, k_post = jax.random.split(key)
+    tile = tile_update(tile, device, update, g.x, g.d, info.lr, k_up, engine=engine)
+    return post_update_step(tile, device, k_post)
 
-  def update_fn(updates, state, params=None, **extra):
-    del extra
-    lr = base.learning_rate_at(learning_rate, state.count)
-    keys = base.leaf_keys(jax.random.fold_in(state.key, state.count), params)
+  return base.per_weight("analog_sgd", learning_rate, key, init_leaf=lambda w, k: init_tile(k, device, w.shape, w),
+                         step_leaf=step_leaf, visible=visible_leaf)
 
-    def one(g, tile: TileState, w, k):
-      base.check_analog_gradient(g, w.shape)
-      k_up, k_post = jax.random.split(k)
-      tile = tile_update(tile, device, update, g.x, g.d, lr, k_up, engine=engine)
-      tile = post_update_step(tile, device, k_post)
-      return tile.weights - w, tile
 
-    new_updates, tiles = base.map_analog_leaves(one, updates, state.tiles, params, keys)
-    return new_updates, AnalogSGDState(state.count + 1, state.key, tiles)
+def visible_leaf(tile: TileState) -> jax.Array:
+  """The visible weight of one analog weight: its tile's weights."""
+  return tile.weights
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+def visible_weights(device: PulsedDevice, state: base.AnalogState):
+  """The visible weights of every analog weight of an ``analog_sgd`` state (a tree shaped like the params)."""
+  del device  # one tile per weight: its weights are the visible ones
+  return base.map_leaves(visible_leaf, state)

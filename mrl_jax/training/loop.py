@@ -433,11 +433,13 @@ def _skip_summary(opt_state) -> str:
 
 def _warm_start_info(opt_state) -> dict:
   """Warm-start target and plateau switch count if the optimizer holds an MRL compound."""
-  from mrl_jax.optim.compound import CompoundState, warm_start_target
+  from mrl_jax.optim.base import AnalogState
+  from mrl_jax.optim.compound import warm_start_target
+  from mrl_jax.optim.plateau import PlateauState
   found = {}
-  for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, CompoundState)):
-    if isinstance(node, CompoundState):
-      found["plateau_switches"] = int(node.plateau.switches)
+  for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, AnalogState)):
+    if isinstance(node, AnalogState) and isinstance(node.shared, PlateauState):
+      found["plateau_switches"] = int(node.shared.switches)
       target = warm_start_target(node.leaves)
       if target is not None:
         found["warm_start_target"] = int(target)
