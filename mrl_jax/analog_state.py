@@ -37,7 +37,8 @@ class AnalogState(NamedTuple):
 def is_leaf_state(node) -> bool:
   """Whether ``node`` is one weight's device state in ``AnalogState.leaves``: a NamedTuple other than a masked
   node (dicts, lists and nnx Variables are the structure of the params above it)."""
-  return hasattr(node, "_fields") and not isinstance(node, optax.MaskedNode)
+  # The type's _fields, not the node's: an nnx Variable forwards attribute reads to the value it holds.
+  return isinstance(node, tuple) and hasattr(type(node), "_fields") and not isinstance(node, optax.MaskedNode)
 
 
 def _is_analog_state(node) -> bool:

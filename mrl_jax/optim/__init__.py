@@ -1,11 +1,23 @@
-"""Analog training algorithms as optax transformations (see ``base`` for the gradient contract)."""
+"""Analog training algorithms as optax transformations (see ``base`` for the gradient contract).
 
+Every algorithm (``analog_sgd``, ``transfer_compound``, ``chopped_transfer``, ``mixed_precision``) is built by
+``per_weight`` and keeps its device state in an ``AnalogState``. Into that state, wherever it sits in an optimizer
+state (``optax.partition``, ``nnx.Optimizer.opt_state``, vmapped seeds):
+
+- ``weight_states(opt_state)``: ``{("l1", "weight"): device state}`` keyed like ``nnx.state(model)`` paths;
+- ``skipped_updates(opt_state)``: the updates the non-finite policy skipped, per tile;
+- ``warm_start(opt_state)``, ``warm_start_target(opt_state)``: a transfer compound's warm-start phase;
+- ``request_switch(opt_state, requested=True)``: ask for (or cancel) a warm-start switch in the next update;
+- ``*_visible_weights(config, state)``: the visible weights of one algorithm's ``AnalogState``.
+"""
+
+from mrl_jax.analog_state import analog_states, weight_states
 from mrl_jax.optim.base import AnalogGradient, AnalogState, StepInfo, is_analog_gradient, per_weight
 from mrl_jax.optim.chopped import ChoppedLeafState, ChoppedTransfer, DynamicTransfer, chopped_transfer
 from mrl_jax.optim.chopped import visible_weights as chopped_visible_weights
 from mrl_jax.optim.dense import densify
-from mrl_jax.optim.compound import (BufferSettings, CompoundLeafState, TransferCompound, request_switch,
-                                    transfer_compound)
+from mrl_jax.optim.compound import (BufferSettings, CompoundLeafState, TransferCompound, WarmStartState,
+                                    request_switch, transfer_compound, warm_start, warm_start_target)
 from mrl_jax.optim.compound import visible_weights as compound_visible_weights
 from mrl_jax.optim.mixed_precision import MixedPrecision, mixed_precision
 from mrl_jax.optim.plateau import CIFAR_RULE, MNIST_RULE, PlateauRule, PlateauState, plateau_init, plateau_update

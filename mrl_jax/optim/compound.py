@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from mrl_jax import _checks as C
+from mrl_jax.analog_state import analog_states, map_analog_states
 from mrl_jax.devices import PulsedDevice
 from mrl_jax.io import IOParameters, analog_mvm
 from mrl_jax.optim import base
@@ -169,16 +170,40 @@ class CompoundLeafState(NamedTuple):
   Attributes:
     tiles: list of K ``TileState`` (index 0 = fast tile).
     ptr: int32[K] next line to read from each source tile.
-    target: int32 warm-start target tile; −1 once warm start is over (or disabled).
-    pending: bool, a plateau switch requested for the next step.
     buffer: float32[K−1, out, in] TT-v2 buffers (``None`` without a buffer).
   """
 
   tiles: list
   ptr: jax.Array
+  buffer: Optional[jax.Array]
+
+
+class WarmStartState(NamedTuple):
+  """The warm-start phase of a transfer compound: one for all of its weights (``AnalogState.shared``).
+
+  Attributes:
+    target: int32 warm-start target tile; −1 once warm start is over (or disabled).
+    pending: bool, a switch requested (``request_switch``) for the next update.
+    plateau: the controller that requests switches from the epoch losses.
+  """
+
   target: jax.Array
   pending: jax.Array
-  buffer: Optional[jax.Array]
+  plateau: PlateauState
+
+
+def init_warm_start(cfg: TransferCompound) -> WarmStartState:
+  """Target the most significant tile (no target without a warm start), nothing pending."""
+  return WarmStartState(target=jnp.int32(cfg.n_tiles - 1 if cfg.warm_start != "none" else -1),
+                        pending=jnp.bool_(False), plateau=plateau_init(cfg.plateau))
+
+
+def step_warm_start(cfg: TransferCompound, state: WarmStartState, epoch_loss) -> WarmStartState:
+  """Moves the target down one tile when a switch is pending or the plateau controller requests one."""
+  switch, plateau = plateau_update(cfg.plateau, state.plateau, epoch_loss)
+  pending = state.pending | switch
+  target = jnp.where(pending & (state.target >= 0), state.target - 1, state.target)
+  return WarmStartState(target=target, pending=jnp.bool_(False), plateau=plateau)
 
 
 def visible_leaf(cfg: TransferCompound, leaf: CompoundLeafState) -> jax.Array:
@@ -202,9 +227,7 @@ def init_leaf(cfg: TransferCompound, key, weights) -> CompoundLeafState:
   top = weights / jnp.float32(cfg.gammas[-1]) if cfg.gammas[-1] not in (0.0, 1.0) else weights
   tiles = [init_tile(keys[k], cfg.device_of(k), weights.shape, top if k == K - 1 else None) for k in range(K)]
   buffer = jnp.zeros((K - 1,) + weights.shape, jnp.float32) if cfg.buffer is not None else None
-  return CompoundLeafState(tiles=tiles, ptr=jnp.zeros((K,), jnp.int32),
-                           target=jnp.int32(K - 1 if cfg.warm_start != "none" else -1),
-                           pending=jnp.bool_(False), buffer=buffer)
+  return CompoundLeafState(tiles=tiles, ptr=jnp.zeros((K,), jnp.int32), buffer=buffer)
 
 
 # ---- transfers ------------------------------------------------------------------------------------
@@ -299,8 +322,8 @@ def _masked(active, fn, leaf: CompoundLeafState, writes: tuple) -> CompoundLeafS
   return _with_written(leaf, writes, jax.tree.map(pick, new, old, is_leaf=lambda x: x is None))
 
 
-def _warm_hop(cfg: TransferCompound, leaf: CompoundLeafState, src: int, rate, key, warm) -> CompoundLeafState:
-  """The warm-start transfer from ``src`` into the current target tile (when ``warm``).
+def _warm_hop(cfg: TransferCompound, leaf: CompoundLeafState, src: int, rate, key, target) -> CompoundLeafState:
+  """The warm-start transfer from ``src`` into the ``target`` tile (none once the target is −1).
 
   Targets ``lo … K−1``: ``lo`` = 1 for ``direct``, 2 for ``via_tile1`` and 0 for ``cuda_exact`` (the
   reference CUDA code hops from tile 1 into any target, 1 → 1 being its unguarded self transfer). At target 0,
@@ -313,11 +336,11 @@ def _warm_hop(cfg: TransferCompound, leaf: CompoundLeafState, src: int, rate, ke
   for dst in range(lo, cfg.n_tiles):
     hop = (lambda l: _self_transfer_quirk(cfg, l, src, rate, key)) if dst == src else \
           (lambda l, dst=dst: _transfer(cfg, l, src, dst, rate, key))
-    leaf = _masked(warm & (leaf.target == dst), hop, leaf, (dst,))
+    leaf = _masked(target == dst, hop, leaf, (dst,))
   if cfg.warm_start == "direct":
     size = _line_count(cfg, leaf.tiles[0].weights.shape)
     moved = leaf.ptr.at[0].set((leaf.ptr[0] + min(cfg.n_reads_per_transfer, size)) % size)
-    leaf = leaf._replace(ptr=jnp.where(warm & (leaf.target == 0), moved, leaf.ptr))
+    leaf = leaf._replace(ptr=jnp.where(target == 0, moved, leaf.ptr))
   return leaf
 
 
@@ -327,14 +350,14 @@ def _rates(cfg: TransferCompound, sgd_lr):
   return [jnp.float32(eta) * scale for eta in cfg.transfer_lr]
 
 
-def step_leaf(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogGradient, sgd_lr, switch, key, step):
+def step_leaf(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogGradient, sgd_lr, target, key, step):
   """One mini-batch of a transfer compound for one analog weight.
 
   Args:
     leaf: the weight's device state.
     grad: its ``AnalogGradient``.
     sgd_lr: float32 current SGD learning rate.
-    switch: bool, the plateau controller requests a warm-start switch (applied in this step).
+    target: int32 warm-start target of this step (``WarmStartState.target`` after ``step_warm_start``).
     key: PRNG key of this step and weight.
     step: int32 number of this mini-batch (1 for the first); drives the transfer schedule.
 
@@ -357,9 +380,6 @@ def step_leaf(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogG
 
   if cfg.cuda_like:  # CUDA reference: 0 → 1 every T_0, in both phases
     leaf = _when(due(0), lambda l: _transfer(cfg, l, 0, 1, eta[0], next(keys)), leaf)
-  pending = leaf.pending | switch
-  target = jnp.where(pending & (leaf.target >= 0), leaf.target - 1, leaf.target)
-  leaf = leaf._replace(target=target, pending=jnp.bool_(False))
 
   if cfg.warm_start == "none":
     for k in range(K - 1):
@@ -367,10 +387,10 @@ def step_leaf(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogG
     return post_update(cfg, leaf, next(keys))
 
   # Both phases are written as masked transfers so that a phase differing per vmapped seed stays cheap.
-  warm = leaf.target >= 0
+  warm = target >= 0
   src, rate = (0, eta[0]) if cfg.warm_start == "direct" else (1, eta[1])
   k_hop = next(keys)
-  leaf = _when(due(1), lambda l: _warm_hop(cfg, l, src, rate, k_hop, warm), leaf)
+  leaf = _when(due(1), lambda l: _warm_hop(cfg, l, src, rate, k_hop, target), leaf)
   keys_c = jax.random.split(next(keys), K)
   for k in range(1 if cfg.cuda_like else 0, K - 1):
     transfer_k = lambda x, k=k: _transfer(cfg, x, k, k + 1, eta[k], keys_c[k])
@@ -397,7 +417,7 @@ def transfer_compound(config: TransferCompound, learning_rate: base.ScalarOrSche
 
   Returns:
     ``optax.GradientTransformationExtraArgs`` over ``base.AnalogState`` (leaves ``CompoundLeafState``, shared
-    the plateau controller's ``PlateauState``). ``update(grads, state, params, epoch_loss=nan, count=None)``:
+    ``WarmStartState``). ``update(grads, state, params, epoch_loss=nan, count=None)``:
     pass the previous epoch's mean training loss on the first step of each epoch (NaN otherwise) to drive
     the warm-start plateau controller. ``count`` (see ``base.schedule_count``) is the number of updates
     before this one, shared by all instances when vmapping over device seeds.
@@ -405,14 +425,14 @@ def transfer_compound(config: TransferCompound, learning_rate: base.ScalarOrSche
   if engine is not None:
     config = config.replace(engine=engine)
 
-  def step_shared(plateau: PlateauState, extra: dict):
-    switch, plateau = plateau_update(config.plateau, plateau, extra.get("epoch_loss", jnp.nan))
-    return plateau, switch
+  def step_shared(warm: WarmStartState, extra: dict):
+    warm = step_warm_start(config, warm, extra.get("epoch_loss", jnp.nan))
+    return warm, warm.target
 
   return base.per_weight(
       "transfer_compound", learning_rate, key, init_leaf=lambda w, k: init_leaf(config, k, w),
       step_leaf=lambda leaf, g, info, k: step_leaf(config, leaf, g, info.lr, info.phase, k, info.step),
-      visible=lambda leaf: visible_leaf(config, leaf), init_shared=lambda: plateau_init(config.plateau),
+      visible=lambda leaf: visible_leaf(config, leaf), init_shared=lambda: init_warm_start(config),
       step_shared=step_shared)
 
 
@@ -421,27 +441,43 @@ def visible_weights(config: TransferCompound, state: base.AnalogState):
   return base.map_leaves(lambda leaf: visible_leaf(config, leaf), state)
 
 
-def warm_start_target(opt_state):
-  """The warm-start target of the first MRL weight in ``opt_state`` (−1 once in the cascade; one per seed
-  under vmap), or None when it holds no transfer compound."""
-  is_leaf = lambda n: isinstance(n, CompoundLeafState)
-  leaves = [l for l in jax.tree.leaves(opt_state, is_leaf=is_leaf) if is_leaf(l)]
-  return leaves[0].target if leaves else None
+def warm_start(opt_state) -> Optional[WarmStartState]:
+  """The warm-start phase of the first transfer compound in ``opt_state`` (any optimizer or training state:
+  ``optax.partition``, ``chain``, vmapped seeds), or None when it holds none."""
+  found = [s.shared for s in analog_states(opt_state) if isinstance(s.shared, WarmStartState)]
+  return found[0] if found else None
 
 
-def request_switch(state: base.AnalogState, requested: bool = True) -> base.AnalogState:
-  """Sets every analog weight's pending warm-start switch: True moves the target down one tile in the next
-  step, False cancels a pending request.
+def warm_start_target(opt_state) -> Optional[jax.Array]:
+  """The warm-start target tile of the first transfer compound in ``opt_state`` (−1 in the cascade or without a
+  warm start; one per seed under vmap), or None when it holds none."""
+  warm = warm_start(opt_state)
+  return None if warm is None else warm.target
+
+
+def request_switch(opt_state, requested: bool = True):
+  """Sets the pending warm-start switch of every transfer compound in ``opt_state``: True moves the target down
+  one tile in the next update, False cancels a pending request.
 
   The host-side alternative to passing ``epoch_loss`` to ``update`` (e.g. a custom plateau rule), with the
   reference's ``tile.set_flags`` semantics: the flag is overwritten, so ``False`` after ``True`` (before the next
   update) cancels, several ``True`` are one switch, and once the cascade runs (target −1) requests do nothing.
 
   Args:
-    state: a ``transfer_compound`` state.
+    opt_state: an optimizer state holding ``transfer_compound`` states, at any depth (``nnx.Optimizer.opt_state``,
+      an ``optax.partition`` state, a training state).
     requested: the flag to store.
+
+  Returns:
+    ``opt_state`` with the flag set; everything else unchanged.
   """
   C.boolean("request_switch", "requested", requested)
-  leaves = jax.tree.map(lambda l: l._replace(pending=jnp.bool_(requested)), state.leaves,
-                        is_leaf=lambda n: isinstance(n, CompoundLeafState))
-  return state._replace(leaves=leaves)
+
+  def one(state):
+    if not isinstance(state.shared, WarmStartState):
+      return state
+    # full_like keeps what holds the flag: a batch of seeds, or the mutable array of an nnx.Optimizer's state.
+    pending = jax.tree.map(lambda p: jnp.full_like(p, requested), state.shared.pending)
+    return state._replace(shared=state.shared._replace(pending=pending))
+
+  return map_analog_states(one, opt_state)

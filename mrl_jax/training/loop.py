@@ -30,6 +30,7 @@ from flax import nnx
 from mrl_jax.data.batching import epoch_order
 from mrl_jax.nn.tape import value_and_analog_grad
 from mrl_jax.optim.base import AnalogGradient, is_analog_gradient
+from mrl_jax.optim.compound import warm_start
 from mrl_jax.tile import skipped_updates
 from mrl_jax.training import checkpoint as ckpt
 from mrl_jax.training import rundir
@@ -432,18 +433,11 @@ def _skip_summary(opt_state) -> str:
 
 
 def _warm_start_info(opt_state) -> dict:
-  """Warm-start target and plateau switch count if the optimizer holds an MRL compound."""
-  from mrl_jax.optim.base import AnalogState
-  from mrl_jax.optim.compound import warm_start_target
-  from mrl_jax.optim.plateau import PlateauState
-  found = {}
-  for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, AnalogState)):
-    if isinstance(node, AnalogState) and isinstance(node.shared, PlateauState):
-      found["plateau_switches"] = int(node.shared.switches)
-      target = warm_start_target(node.leaves)
-      if target is not None:
-        found["warm_start_target"] = int(target)
-  return found
+  """Warm-start target and plateau switch count if the optimizer holds a transfer compound."""
+  warm = warm_start(opt_state)
+  if warm is None:
+    return {}
+  return {"plateau_switches": int(warm.plateau.switches), "warm_start_target": int(warm.target)}
 
 
 def _progress(enabled: bool, total: int, initial: int, desc: str):

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mrl_jax.analog_state import weight_states
+from mrl_jax.optim.compound import CompoundLeafState
+
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
   """The per-epoch records of ``run_dir/metrics.jsonl``."""
@@ -85,17 +88,9 @@ def plot_tile_histograms(tiles: dict[str, np.ndarray], path: str | Path) -> Path
 
 
 def tiles_from_opt_state(opt_state) -> dict[str, np.ndarray]:
-  """``{weight path: [K, out, in]}`` of every transfer-compound weight in an optimizer state."""
-  import jax
-  from mrl_jax.optim.compound import CompoundLeafState
-
-  out = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(
-      opt_state, is_leaf=lambda n: isinstance(n, CompoundLeafState))[0]:
-    if isinstance(leaf, CompoundLeafState):
-      name = "/".join(str(getattr(p, "key", getattr(p, "name", p))) for p in path[-4:])
-      out[name] = np.stack([np.asarray(t.weights) for t in leaf.tiles])
-  return out
+  """``{weight path: [K, out, in]}`` of every transfer-compound weight in an optimizer state (``"conv1/weight"``)."""
+  return {"/".join(map(str, path)): np.stack([np.asarray(t.weights) for t in leaf.tiles])
+          for path, leaf in weight_states(opt_state).items() if isinstance(leaf, CompoundLeafState)}
 
 
 def main(argv=None):

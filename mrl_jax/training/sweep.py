@@ -21,6 +21,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mrl_jax.data.batching import epoch_order
+from mrl_jax.optim.compound import warm_start_target
 from mrl_jax.training.loop import TrainState, nll_loss, train_step_fn
 
 
@@ -145,8 +146,7 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
 
 
 def _warm_start_targets(opt_state) -> dict:
-  """``{"warm_start_target": [per seed]}`` of the first MRL weight, if any."""
-  from mrl_jax.optim.compound import warm_start_target
+  """``{"warm_start_target": [per seed]}`` of the first transfer compound, if any."""
   target = warm_start_target(opt_state)
   return {} if target is None else {"warm_start_target": np.asarray(target).tolist()}
 
