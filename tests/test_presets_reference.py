@@ -387,7 +387,7 @@ def test_request_switch_has_set_flags_semantics():
   params = {"w": jnp.zeros((3, 4), jnp.float32)}
   grads = {"w": AnalogGradient(jnp.full((1, 4), 0.1), jnp.full((1, 3), 0.1))}
   step = jax.jit(lambda st: tx.update(grads, st, params)[1])
-  target = lambda st: int(st.leaves["w"].target)
+  target = lambda st: int(O.warm_start_target(st))
   state = step(O.request_switch(O.request_switch(tx.init(params)), False))
   assert target(state) == 2
   state = step(O.request_switch(O.request_switch(state)))
