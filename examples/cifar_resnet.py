@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "CIFAR-Resnet.py configures it (docs/seed-parity.md)")
   p.add_argument("--approximate", action="append", default=[], metavar="FIELD",
                  help="with --preset reference: run although mrl_jax cannot model FIELD yet (a "
-                      "field the preset lists as unsupported, e.g. mixed_precision.commit); recorded in meta.json")
+                      "field the preset lists as unsupported, docs/seed-parity.md); recorded in meta.json")
   p.add_argument("-block-number", "--block-number", dest="block_number", nargs=4, type=int, default=[2, 2, 2, 2],
                  metavar="N", help="BasicBlocks of layer1..layer4 (2 2 2 2 = ResNet-18, 3 4 6 3 = ResNet-34)")
   p.add_argument("-block-type", "--block-type", dest="block_type", nargs=6, default=["D", "D", "D", "A", "A", "A"],

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "setting exactly as Mnist_LeNet5.py configures it (docs/seed-parity.md)")
   p.add_argument("--approximate", action="append", default=[], metavar="FIELD",
                  help="with --preset reference: run although mrl_jax cannot model FIELD yet (a "
-                      "field the preset lists as unsupported, e.g. mixed_precision.commit); recorded in meta.json")
+                      "field the preset lists as unsupported, docs/seed-parity.md); recorded in meta.json")
   p.add_argument("--n-states", "--N_STATES", dest="n_states", type=float, default=4.0)
   p.add_argument("--tiles", type=int, default=7, help="MRL tiles K")
   p.add_argument("--gamma", type=float, default=0.5, help="MRL significance ratio γ")

@@ -294,7 +294,7 @@ def test_partition_with_digital_parameters():
 
 
 def test_analog_leaf_needs_analog_gradient():
-  tx = O.analog_sgd(M.limited_state_soft_bounds(4), 0.1)
+  tx = O.analog_sgd(M.limited_state_soft_bounds(4), 0.1, key=0)
   params = {"w": jnp.zeros((3, 4))}
   with pytest.raises(TypeError, match="AnalogGradient"):
     tx.update({"w": jnp.ones((3, 4))}, tx.init(params), params)
@@ -303,12 +303,16 @@ def test_analog_leaf_needs_analog_gradient():
 
 
 def test_mixed_precision_commits_whole_pulses():
-  """χ = −lr·dᵀx = −0.25 with ε = dw_min = 0.1: two down pulses (−0.2), χ keeps −0.05."""
+  """χ = −lr·dᵀx = −0.25 with ε = dw_min = 0.1: no commit after update 0 (AIHWKit), then two down pulses
+  (−0.2; every count of the row is 2, so the pulse train is exact), χ keeps −0.05."""
   dev = M.ConstantStepDevice(dw_min=0.1, w_max=1.0, w_min=-1.0, **CLEAN)
   tx = O.mixed_precision(O.MixedPrecision(device=dev), learning_rate=0.25, key=0)
   params = {"w": jnp.zeros((3, 4), jnp.float32)}
   state = tx.init(params)
   grad = {"w": AnalogGradient(jnp.ones((1, 4)), jnp.ones((1, 3)))}
   upd, state = jax.jit(tx.update)(grad, state, params)
+  np.testing.assert_array_equal(np.asarray(upd["w"]), 0.0)
+  zero = {"w": AnalogGradient(jnp.zeros((1, 4)), jnp.zeros((1, 3)))}
+  upd, state = jax.jit(tx.update)(zero, state, params)
   np.testing.assert_allclose(np.asarray(optax.apply_updates(params, upd)["w"]), -0.2, atol=1e-6)
   np.testing.assert_allclose(np.asarray(state.leaves["w"].chi), -0.05, atol=1e-6)

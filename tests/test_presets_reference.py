@@ -73,8 +73,8 @@ def _chopped(dynamic, device_fields, transfer_io, fb_io):
 
 def _mp(device_fields, fb_io):
   return {**device_fields, **MAP_NONE, "algorithm": "mixed_precision", "config_type": "MixedPrecision",
-          "config.granularity": 1.0, "config.transfer_every": 1, "update": UP31, "forward_io": fb_io,
-          "backward_io": fb_io, "unsupported_fields": ("mixed_precision.commit",)}
+          "config.granularity": 1.0, "config.transfer_every": 1, "config.update": UP31, "update": UP31,
+          "forward_io": fb_io, "backward_io": fb_io, "unsupported_fields": ()}
 
 
 def _resl(script_fields):
@@ -189,13 +189,12 @@ def test_script_options():
 
 
 def test_unsupported_fields_refuse_unless_approximated():
-  """MP commits and self transfers are kept in the data; using them raises, naming the field."""
+  """Self transfers are kept in the data; using them raises, naming the field."""
   v3 = P.resnet_cifar10_reference("TTv3")
   v3.analog_optimizer(0.1)  # the omega mapping is modelled (in the layers)
+  P.lenet5_mnist_reference("mp").analog_optimizer(0.05)  # so is AIHWKit's MP commit
   with pytest.raises(ValueError, match="approximate = 'no_self_transfer' is invalid for CIFAR-Resnet.py TT-v3"):
     v3.analog_optimizer(0.1, approximate=("no_self_transfer",))
-  with pytest.raises(NotImplementedError, match="mixed_precision.commit"):
-    P.lenet5_mnist_reference("mp").analog_optimizer(0.05)
   with pytest.raises(NotImplementedError, match="no_self_transfer"):
     P.resnet_cifar10_reference("TTv1", self_transfer=True).analog_optimizer(0.1)
   with pytest.raises(ValueError, match="allowed is nothing"):
@@ -324,7 +323,6 @@ def test_mnist_model_kwargs_carry_the_mapping():
     (["--setting", "ResL", "--tiles", "5"], "--tiles conflicts with --preset reference"),
     (["--setting", "SGD", "--no-io-perfect"], "--io-perfect/--no-io-perfect conflicts with --preset reference"),
     (["--setting", "ResL", "--warm-start", "via_tile1"], "ResL runs cuda_exact"),
-    (["--setting", "MP"], "--approximate mixed_precision.commit"),
     (["--setting", "SGD", "--approximate", "mapping.weight_scaling_omega"], "approximate = "
                                                                             "'mapping.weight_scaling_omega' is invalid"),
 ])
@@ -363,7 +361,8 @@ def test_cifar_cli_reference_preset_resolves_and_reports(capsys):
   assert fp.lr == 0.2 and example.resolved_config(fp)["momentum"] == 0.0
   for argv, message in ((["--optimizer", "ResL", "--n-states", "10"], "--n-states conflicts"),
                         (["--optimizer", "TTv1", "--label-smoothing", "0.2"], "--label-smoothing conflicts"),
-                        (["--optimizer", "mp"], "--approximate mixed_precision.commit")):
+                        (["--optimizer", "TTv1", "--approximate", "mixed_precision.commit"],
+                         "approximate = 'mixed_precision.commit' is invalid")):
     with pytest.raises(SystemExit):
       example.main(["--preset", "reference", "--synthetic", "64", *argv])
     assert message in capsys.readouterr().err

@@ -1,9 +1,21 @@
 """Mixed precision (AIHWKit ``MixedPrecisionCompound``): a digital accumulator χ of the SGD increment,
-committed to the analog tile in whole device pulses.
+committed to the analog tile through a stochastic pulse train, as AIHWKit 1.1.0 does it.
 
-Per step ``χ += −lr·dᵀx`` (digital, float32). Every ``transfer_every`` steps, each crosspoint with
-``|χ| ≥ ε`` (``ε = granularity·dw_min``) receives ``n = ⌊|χ|/ε⌋`` pulses in the direction of ``χ``
-(device response, cycle-to-cycle noise and clipping per pulse), and ``χ −= sign(χ)·n·ε``.
+Per step ``χ += −lr·dᵀx`` (digital, float32). At every commit each crosspoint gets
+``n = trunc(χ/ε)`` (``ε = granularity·dw_min``), χ keeps the remainder ``χ − n·ε``, and row i of the tile
+receives one pulsed update with ``x = n_i`` (the row's counts), ``d = e_i`` (one-hot) and learning rate ε,
+with update management and bit-length management forced on (AIHWKit ``MixedPrecRPUDeviceBase::setUpPar``,
+``transfer``, ``MixedPrecRPUDevice::forwardUpdate``). The bit length of row i is then ``min(max_j |n_ij|, BL)``
+and crosspoint j fires ``Binomial(BL_i, |n_ij|/max_j |n_ij|)`` pulses: exactly ``|n|`` when every non-zero count
+of the row has the same magnitude (e.g. all ±1), a random count with mean ``|n|`` otherwise, and at most BL
+(default 31) pulses; the excess of a count above BL is lost, as in AIHWKit. Each pulse has the device's
+response, cycle-to-cycle noise and clipping.
+
+Schedule: AIHWKit's CUDA path (which the reference scripts ran) adds the whole mini-batch to χ and commits when
+its update counter, advanced by the batch size after the check, is a positive multiple of
+``transfer_every·batch``: the first commit follows the second mini-batch (``transfer_every = 1``), then one per
+``transfer_every`` mini-batches. (AIHWKit's CPU path checks row by row, so there the commit comes after the
+first row of the next mini-batch.)
 """
 
 from __future__ import annotations
@@ -16,10 +28,11 @@ import jax.numpy as jnp
 import optax
 
 from mrl_jax import _checks as C
-from mrl_jax import rng
+from mrl_jax import fmath
 from mrl_jax.devices import PulsedDevice
 from mrl_jax.optim import base
-from mrl_jax.tile import TileState, count_skipped, init_tile, post_update_step
+from mrl_jax.pulses import UpdateParameters
+from mrl_jax.tile import TileState, count_skipped, init_tile, post_update_step, tile_update
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,19 +41,33 @@ class MixedPrecision:
 
   Attributes:
     device: analog device.
-    granularity: threshold ε in units of the device's ``dw_min``.
-    transfer_every: commit χ every this many steps.
-    max_pulses: cap on pulses per crosspoint and commit (bounds the pulse loop).
+    granularity: threshold ε in units of the device's ``dw_min`` (AIHWKit ``granularity = 0``: ε = dw_min).
+    transfer_every: commit χ every this many mini-batches, after updates ``k·transfer_every`` (k ≥ 1, counting
+      from 0): AIHWKit never commits after the first one (module docstring).
+    update: pulse parameters of the commit (AIHWKit takes the tile's ``UpdateParameters``); update management
+      and bit-length management are forced on, as AIHWKit does.
+    engine: pulsed-update engine, ``auto`` | ``native`` | ``jnp`` (identical bits).
   """
 
   device: PulsedDevice
   granularity: float = 1.0
   transfer_every: int = 1
-  max_pulses: int = 255
+  update: UpdateParameters = UpdateParameters()
+  engine: str = "auto"
 
   def __post_init__(self):
-    C.check_fields(self, {"granularity": C.positive, "transfer_every": lambda o, n, v: C.integer(o, n, v, 1),
-                          "max_pulses": lambda o, n, v: C.integer(o, n, v, 1, 1 << 16)})
+    C.check_fields(self, {"granularity": C.positive, "transfer_every": lambda o, n, v: C.integer(o, n, v, 1)})
+    if not isinstance(self.update, UpdateParameters):
+      raise TypeError(f"MixedPrecision.update must be UpdateParameters, got {type(self.update).__name__}")
+    C.choice("MixedPrecision", "engine", self.engine, ("auto", "native", "jnp"))
+
+  @property
+  def commit_update(self) -> UpdateParameters:
+    """The pulse parameters of a commit: ``update`` with UM and UBLM on."""
+    return self.update.replace(update_management=True, update_bl_management=True)
+
+  def replace(self, **changes) -> "MixedPrecision":
+    return dataclasses.replace(self, **changes)
 
 
 class MixedPrecisionLeafState(NamedTuple):
@@ -54,22 +81,32 @@ class MixedPrecisionState(NamedTuple):
   leaves: object
 
 
-def apply_pulse_counts(device: PulsedDevice, tile: TileState, n, up, key) -> TileState:
-  """Applies ``n[i, j]`` pulses (direction ``up[i, j]``) to each crosspoint, one noisy pulse at a time."""
-  table = jnp.asarray(rng.scaled_normal_table(device.dw_min_std))
-  w0 = tile.weights if tile.persistent is None else tile.persistent
+def commit_counts(chi, eps):
+  """AIHWKit's split of χ into whole steps: ``(n, χ')`` with ``n = trunc(χ/ε)`` and ``χ' = χ − n·ε``.
 
-  def pulse(p, w):
-    idx = jax.random.randint(jax.random.fold_in(key, p), w.shape, 0, rng.NORMAL_TABLE_SIZE)
-    sxi = table[idx] if device.dw_min_std > 0 else jnp.float32(0)
-    return device.pulse_once(w, tile.params, up, p < n, sxi)
+  Args:
+    chi: float32 accumulator ``[out, in]``.
+    eps: float32 threshold ε (weight units).
 
-  w = jax.lax.fori_loop(0, jnp.max(n), pulse, w0)
-  if tile.persistent is None:
-    return tile._replace(weights=w)
-  noisy = w + jnp.float32(device.write_noise_std * device.dw_min) * jax.random.normal(
-      jax.random.fold_in(key, -1), w.shape)
-  return tile._replace(weights=jnp.where(w != w0, noisy, tile.weights), persistent=w)
+  Returns:
+    ``n`` (float32, integral values) and the remainder, as float32 operations without contraction (AIHWKit
+    ``truncf(value / granularity)``, ``value − dw·granularity``).
+  """
+  fence = fmath.fence_from(chi)
+  n = jnp.trunc(chi / fence(jnp.full(chi.shape, eps, jnp.float32)))
+  return n, chi - fence(n * eps)
+
+
+def commit(config: MixedPrecision, tile: TileState, n, key) -> TileState:
+  """Commits counts ``n [out, in]`` through one pulse train per row (x = the row's counts, d = one-hot, lr = ε).
+
+  The rows are one batch of the pulsed update: batch row i has ``d = −e_i`` (``W −= lr·dᵀx`` then moves row i
+  by ``+n_i·ε`` on average) and touches weight row i only, so the rows' order is immaterial.
+  """
+  eps = jnp.float32(config.granularity * config.device.dw_min)
+  out = n.shape[0]
+  d = -jnp.eye(out, dtype=jnp.float32)
+  return tile_update(tile, config.device, config.commit_update, n, d, eps, key, engine=config.engine)
 
 
 def mixed_precision(config: MixedPrecision, learning_rate: base.ScalarOrSchedule, key=0):
@@ -87,22 +124,24 @@ def mixed_precision(config: MixedPrecision, learning_rate: base.ScalarOrSchedule
     del extra
     lr = base.learning_rate_at(learning_rate, state.count)
     keys = base.leaf_keys(jax.random.fold_in(state.key, state.count), params)
-    commit = (base.schedule_count(state.count, count) + 1) % config.transfer_every == 0
+    step = base.schedule_count(state.count, count)
+    # AIHWKit (CUDA): checked before the counter advances, and never at update 0.
+    do_commit = (step > 0) & (step % config.transfer_every == 0)
 
     def one(g, leaf: MixedPrecisionLeafState, w, k):
       base.check_analog_gradient(g, w.shape)
       finite = jnp.all(jnp.isfinite(g.x)) & jnp.all(jnp.isfinite(g.d)) & jnp.isfinite(lr)
-      chi = leaf.chi - jnp.where(finite, lr, 0) * jnp.matmul(g.d.T, jnp.where(finite, g.x, 0),
-                                                              precision=jax.lax.Precision.HIGHEST)
+      # Non-finite operands are zeroed as well as the rate: 0·inf would still poison χ.
+      chi = leaf.chi - jnp.where(finite, lr, 0) * jnp.matmul(
+          jnp.where(finite, g.d, 0).T, jnp.where(finite, g.x, 0), precision=jax.lax.Precision.HIGHEST)
       k_pulse, k_post = jax.random.split(k)
 
-      def do_commit(args):
+      def do(args):
         tile, chi = args
-        n = jnp.minimum(jnp.floor(jnp.abs(chi) / eps), config.max_pulses)
-        tile = apply_pulse_counts(config.device, tile, n.astype(jnp.int32), chi > 0, k_pulse)
-        return tile, chi - jnp.sign(chi) * n * eps
+        n, chi = commit_counts(chi, eps)
+        return commit(config, tile, n, k_pulse), chi
 
-      tile, chi = jax.lax.cond(commit, do_commit, lambda a: a, (count_skipped(leaf.tile, finite), chi))
+      tile, chi = jax.lax.cond(do_commit, do, lambda a: a, (count_skipped(leaf.tile, finite), chi))
       tile = post_update_step(tile, config.device, k_post)
       return tile.weights - w, MixedPrecisionLeafState(tile, chi)
 

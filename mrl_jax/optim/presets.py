@@ -115,7 +115,7 @@ def ttv4(n_states: float = 4, fast_lr: float = 0.1, auto_granularity: float = 10
 
 
 def mixed_precision_preset(n_states: float = 4, device: PulsedDevice | None = None) -> MixedPrecision:
-  """MP with AIHWKit's defaults (commit every step, threshold = dw_min)."""
+  """MP with AIHWKit's defaults (commit every mini-batch through a BL-31 pulse train, threshold = dw_min)."""
   return MixedPrecision(device=device or limited_state_soft_bounds(n_states))
 
 
@@ -332,7 +332,7 @@ class ReferencePreset:
     if self.algorithm == "chopped_transfer":
       return chopped_transfer(cfg.replace(engine=engine), learning_rate, key=key)
     if self.algorithm == "mixed_precision":
-      return mixed_precision(cfg, learning_rate, key=key)
+      return mixed_precision(cfg.replace(engine=engine), learning_rate, key=key)
     if self.algorithm == "analog_sgd":
       return analog_sgd(cfg, learning_rate, update=self.update, key=key, engine=engine)
     return optax.chain(densify(), self.digital_optimizer(learning_rate))
@@ -385,9 +385,6 @@ def _cifar_device() -> SoftBoundsReferenceDevice:
   return SoftBoundsReferenceDevice(dw_min=0.5, w_max=1.0, w_min=-1.0, w_max_dtod=0.0, w_min_dtod=0.0)
 
 
-MP_COMMIT = ("mixed_precision.commit",
-             "AIHWKit commits n = trunc(χ/ε) through a stochastic pulse train with UM/UBLM, BL ≤ 31 (random counts "
-             "when a row holds some |n| > 1); mrl_jax applies exactly n pulses (≤ max_pulses)")
 WARM_START_2_TILE = ("set_flags on this 2-tile compound has no effect on the fork's CUDA path (transfer_every_vec[1] "
                      "= 0, so no warm-start hop and an empty cascade; rpucuda_transfer_device.cu:455-470); its CPU "
                      "build crashes at the first update (idx % 0, rpu_transfer_device.cpp:565): no warm start here")
@@ -459,10 +456,9 @@ def lenet5_mnist_reference(setting: str, *, tt2_dwmin: float = 0.1, tt2_wmax: fl
     return ReferencePreset(algorithm="chopped_transfer", config=cfg, forward_io=AIHWKIT_IO, backward_io=AIHWKIT_IO,
                            mapping=mapping, construction_seed=(123, 10), unsupported=mapping.unsupported(), **common)
   if s == "MP":
-    cfg = MixedPrecision(device=_mnist_device(), granularity=1.0, transfer_every=1)
+    cfg = MixedPrecision(device=_mnist_device(), granularity=1.0, transfer_every=1, update=UpdateParameters())
     return ReferencePreset(algorithm="mixed_precision", config=cfg, forward_io=AIHWKIT_IO, backward_io=AIHWKIT_IO,
-                           update=UpdateParameters(), mapping=Mapping(), construction_seed=(123,),
-                           unsupported=(MP_COMMIT,), **common)
+                           update=UpdateParameters(), mapping=Mapping(), construction_seed=(123,), **common)
   if s == "SGD":
     return ReferencePreset(algorithm="analog_sgd", config=_mnist_device(), update=UpdateParameters(),
                            forward_io=AIHWKIT_IO, backward_io=AIHWKIT_IO, mapping=Mapping(), construction_seed=(10,),
@@ -547,9 +543,9 @@ def resnet_cifar10_reference(setting: str, *, io_perfect: bool = True, self_tran
                            construction_seed=(123,), unsupported=mapping.unsupported(), **common)
   if s == "MP":
     cfg = MixedPrecision(device=SoftBoundsDevice(w_min=-1.0, w_max=1.0, dw_min=0.5), granularity=1.0,
-                         transfer_every=1)
+                         transfer_every=1, update=UpdateParameters())
     return ReferencePreset(algorithm="mixed_precision", config=cfg, forward_io=fb, backward_io=fb,
-                           update=UpdateParameters(), mapping=Mapping(), unsupported=(MP_COMMIT,), **common)
+                           update=UpdateParameters(), mapping=Mapping(), **common)
   if s == "SGD":
     return ReferencePreset(algorithm="analog_sgd", config=_cifar_device(), update=UpdateParameters(), forward_io=fb,
                            backward_io=fb, mapping=Mapping(learn_out_scaling=True, weight_scaling_columnwise=True),
