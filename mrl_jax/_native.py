@@ -3,9 +3,10 @@
 The extension modules ``_mrl_cpu`` and (optionally) ``_mrl_cuda`` expose their handlers as PyCapsules;
 this module registers them under the same target names for ``"cpu"`` and ``"CUDA"``, so the call below
 is platform-agnostic. The CPU handler's hot loops exist once per x86-64 ISA level; ``set_cpu_variant``
-(or ``$MRL_CPU_VARIANT``) forces one, e.g. to check that every level computes the same bits. Device and update configs become two constant attribute arrays (``iconsts``,
-``fconsts``; layout in ``xla_ops/include/mrl_ops/update.h``); everything that varies per seed or step
-(weights, parameters, inputs, lr, key) is an operand, so ``vmap`` batches it into one kernel call.
+(or ``$MRL_CPU_VARIANT``) forces one, e.g. to check that every level computes the same bits. Device and update
+configs become named attributes of the call (``kernel_attrs``; their C++ twins are ``MRL_DEVICE_ATTRS`` and
+``MRL_UPDATE_ATTRS`` in ``xla_ops/include/mrl_ops/``); everything that varies per seed or step (weights,
+parameters, inputs, lr, key) is an operand, so ``vmap`` batches it into one kernel call.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ from mrl_jax.pulses import PulseType, UpdateParameters, sums_pulses
 
 TARGET_PULSED_UPDATE = "mrl_pulsed_update"
 ROW_HEADER = 3
-MAX_PIECEWISE = 64
-_N_ICONSTS = 11
-_N_FCONSTS = 13 + 2 * MAX_PIECEWISE
+MAX_PIECEWISE = 64  # kMaxPiecewise in xla_ops/include/mrl_ops/devices.h
 
 CPU_VARIANTS = ("baseline", "x86-64-v3", "x86-64-v4")
 """ISA variants of the CPU kernel, in order (index = ``CpuVariant`` in ``xla_ops/cpu/row_kernels.h``)."""
@@ -75,33 +74,41 @@ def registered_platforms() -> tuple[str, ...]:
   return tuple(_registered_platforms)
 
 
-_DEVICE_KIND = {D.ConstantStepDevice: 0, D.LinearStepDevice: 1, D.SoftBoundsDevice: 1,
-                D.SoftBoundsReferenceDevice: 2, D.ExpStepDevice: 3, D.PowStepDevice: 4, D.PiecewiseStepDevice: 5}
 _PULSE_KIND = {PulseType.STOCHASTIC_COMPRESSED: 0, PulseType.STOCHASTIC: 0, PulseType.MEAN_COUNT: 1,
                PulseType.DETERMINISTIC_IMPLICIT: 2}
 
 
 @functools.lru_cache(maxsize=256)
-def kernel_consts(device: D.PulsedDevice, update: UpdateParameters, dw: float):
-  """The two attribute arrays describing ``device`` and ``update`` to the kernel."""
-  kind = _DEVICE_KIND.get(type(device))
-  if kind is None:
+def _kernel_attrs(device: D.PulsedDevice, update: UpdateParameters, dw: float) -> tuple:
+  if device.kind < 0:
     raise ValueError(f"device: the native kernel has no model for {type(device).__name__}")
-  mult_noise = bool(getattr(device, "mult_noise", False))
-  complex_noise = isinstance(device, D.ExpStepDevice) and device.complex_noise
-  pw_up = getattr(device, "piecewise_up", (1.0,))
-  pw_down = getattr(device, "piecewise_down", (1.0,))
-  iconsts = np.array([kind, mult_noise, complex_noise, len(pw_up), update.desired_bl, update.update_management,
-                      update.update_bl_management, update.fixed_bl, _PULSE_KIND[update.pulse_type],
-                      device.dw_min_std > 0, sums_pulses(device, update)], np.int32)
-  exp = [getattr(device, n, 0.0) for n in ("a", "b", "A_up", "A_down", "gamma_up", "gamma_down")] \
-      if isinstance(device, D.ExpStepDevice) else [0.0] * 6
-  std = [device.dw_min_std_add, device.dw_min_std_slope] if isinstance(device, D.ExpStepDevice) else [0.0, 0.0]
-  pad = lambda v: list(v) + [0.0] * (MAX_PIECEWISE - len(v))
-  fconsts = np.array(exp + std + [update.res, update.x_res_implicit, update.d_res_implicit, update.um_grad_scale,
-                                  dw] + pad(pw_up) + pad(pw_down), np.float32)
-  assert iconsts.size == _N_ICONSTS and fconsts.size == _N_FCONSTS
-  return iconsts, fconsts
+  exp = isinstance(device, D.ExpStepDevice)
+  f32 = lambda name: np.float32(getattr(device, name)) if exp else np.float32(0)
+  table = lambda name: np.asarray(getattr(device, name, (1.0,)), np.float32)
+  attrs = dict(
+      # MRL_DEVICE_ATTRS (xla_ops/include/mrl_ops/devices.h)
+      kind=np.int32(device.kind), mult_noise=bool(getattr(device, "mult_noise", False)),
+      complex_noise=exp and bool(device.complex_noise), exp_a=f32("a"), exp_b=f32("b"), exp_A_up=f32("A_up"),
+      exp_A_down=f32("A_down"), exp_gamma_up=f32("gamma_up"), exp_gamma_down=f32("gamma_down"),
+      std_add=f32("dw_min_std_add"), std_slope=f32("dw_min_std_slope"),
+      piecewise_up=table("piecewise_up"), piecewise_down=table("piecewise_down"),
+      # MRL_UPDATE_ATTRS (xla_ops/include/mrl_ops/update.h)
+      desired_bl=np.int32(update.desired_bl), update_management=bool(update.update_management),
+      update_bl_management=bool(update.update_bl_management), fixed_bl=bool(update.fixed_bl),
+      pulse_kind=np.int32(_PULSE_KIND[update.pulse_type]), has_noise=bool(device.dw_min_std > 0),
+      sum_pulses=bool(sums_pulses(device, update)), res=np.float32(update.res),
+      x_res_implicit=np.float32(update.x_res_implicit), d_res_implicit=np.float32(update.d_res_implicit),
+      um_grad_scale=np.float32(update.um_grad_scale), dw=np.float32(dw))
+  return tuple(attrs.items())
+
+
+def kernel_attrs(device: D.PulsedDevice, update: UpdateParameters, dw: float) -> dict:
+  """The named attributes that describe ``device`` and ``update`` to the kernel (``ffi_call(...)(**attrs)``).
+
+  A new device parameter is one entry here and one line in ``MRL_DEVICE_ATTRS``; the kernel checks that the two
+  name the same attributes.
+  """
+  return dict(_kernel_attrs(device, update, float(dw)))
 
 
 def param_planes(device: D.PulsedDevice, params: D.DeviceParams) -> tuple[jax.Array, ...]:
@@ -118,7 +125,7 @@ def param_planes(device: D.PulsedDevice, params: D.DeviceParams) -> tuple[jax.Ar
 def pulsed_update(weights, params, x, d, lr, key, device: D.PulsedDevice, update: UpdateParameters, dw=None):
   """The pulsed update through the native kernel (arguments as ``update.pulsed_update_reference``)."""
   dw = device.granularity if dw is None else dw
-  iconsts, fconsts = kernel_consts(device, update, float(dw))
+  attrs = kernel_attrs(device, update, dw)
   out_size, in_size = weights.shape
   rows = x.shape[0]
   table = jnp.asarray(rng.scaled_normal_table(device.dw_min_std))
@@ -130,7 +137,7 @@ def pulsed_update(weights, params, x, d, lr, key, device: D.PulsedDevice, update
       vmap_method="broadcast_all",
   )
   new_weights, _ = call(weights, *param_planes(device, params), x, d, jnp.asarray(lr, jnp.float32),
-                        rng.key_words(key), table, iconsts=iconsts, fconsts=fconsts)
+                        rng.key_words(key), table, **attrs)
   return new_weights
 
 

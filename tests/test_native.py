@@ -182,13 +182,13 @@ def test_bad_shapes_and_dtypes_raise_at_trace_time():
 def test_kernel_reports_inconsistent_operands():
   """Calling the FFI target directly with a mismatched operand fails with all shapes in the message."""
   device, update = DEVICES["constant"], M.UpdateParameters()
-  iconsts, fconsts = _native.kernel_consts(device, update, device.granularity)
+  attrs = _native.kernel_attrs(device, update, device.granularity)
   call = jax.ffi.ffi_call(_native.TARGET_PULSED_UPDATE,
                           (jax.ShapeDtypeStruct((3, 4), jnp.float32), jax.ShapeDtypeStruct((2, 10), jnp.uint32)))
   planes = [jnp.zeros((3, 4))] * 5 + [jnp.zeros((3, 5))]
   with pytest.raises(Exception, match=r"inconsistent operand shapes: weights \[3,4\], params \[3,4\] .* \[3,5\]"):
     call(jnp.zeros((3, 4)), *planes, jnp.zeros((2, 4)), jnp.zeros((2, 3)), jnp.float32(0.1),
-         jnp.zeros(2, jnp.uint32), jnp.zeros(65536), iconsts=iconsts, fconsts=fconsts).block_until_ready()
+         jnp.zeros(2, jnp.uint32), jnp.zeros(65536), **attrs).block_until_ready()
 
 
 def test_non_finite_inputs_skip_the_update():

@@ -5,7 +5,8 @@
 //   up/down scale, two device-specific; mrl_jax._native.param_planes),
 //   x f32[S|1, B, in], d f32[S|1, B, out], lr f32[S|1], key u32[S|1, 2], noise_table f32[S|1, 65536].
 // Results: weights f32[S, out, in]; workspace u32[S, B, 3 + in + out] (row info and pulse lines).
-// Attributes: iconsts s32[kNumI], fconsts f32[kNumF] (layout in mrl_ops/update.h).
+// Attributes: named, MRL_DEVICE_ATTRS and MRL_UPDATE_ATTRS (mrl_ops/devices.h, update.h) plus the PiecewiseStep
+// tables piecewise_up/piecewise_down (decoded in mrl_ops/attrs.h).
 //
 // Work is split in two phases over XLA's intra-op thread pool: (1) the pulse lines of every (seed, row),
 // (2) the pulses of every (seed, block of weight rows), rows of the batch in order. Each output element is
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "cpu/row_kernels.h"
+#include "mrl_ops/attrs.h"
 #include "mrl_ops/ffi_shapes.h"
 #include "mrl_ops/update.h"
 #include "xla/ffi/api/ffi.h"
@@ -75,16 +77,10 @@ ffi::Error PulsedUpdateImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w_in, ff
                             ffi::Buffer<ffi::F32> p4, ffi::Buffer<ffi::F32> p5, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> d, ffi::Buffer<ffi::F32> lr,
                             ffi::Buffer<ffi::U32> key, ffi::Buffer<ffi::F32> table,
                             ffi::ResultBuffer<ffi::F32> w_out, ffi::ResultBuffer<ffi::U32> workspace,
-                            ffi::Span<const int32_t> iconsts,
-                            ffi::Span<const float> fconsts) {
-  if (iconsts.size() != kNumI || fconsts.size() != kNumF) {
-    return ffi::Error::InvalidArgument("mrl_pulsed_update: iconsts/fconsts have " + std::to_string(iconsts.size()) +
-                                       "/" + std::to_string(fconsts.size()) + " entries, expected " +
-                                       std::to_string(kNumI) + "/" + std::to_string(kNumF));
-  }
+                            ffi::Dictionary attrs) {
   DeviceConsts dev;
   UpdateConsts up;
-  unpack_consts(iconsts.begin(), fconsts.begin(), dev, up);
+  if (ffi::Error err = decode_attrs(attrs, dev, up); err.failure()) return err;
 
   const ffi::Buffer<ffi::F32>* params[kNumParams] = {&p0, &p1, &p2, &p3, &p4, &p5};
   const ffi::AnyBuffer::Dimensions param_dims[kNumParams] = {p0.dimensions(), p1.dimensions(), p2.dimensions(),
@@ -196,5 +192,4 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MrlPulsedUpdateCpu, mrl::PulsedUpdateImpl,
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()  // noise table
                                   .Ret<xla::ffi::Buffer<xla::ffi::F32>>()  // weights
                                   .Ret<xla::ffi::Buffer<xla::ffi::U32>>()  // workspace
-                                  .Attr<xla::ffi::Span<const int32_t>>("iconsts")
-                                  .Attr<xla::ffi::Span<const float>>("fconsts"));
+                                  .Attrs<xla::ffi::Dictionary>());

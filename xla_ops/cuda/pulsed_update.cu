@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 
+#include "mrl_ops/attrs.h"
 #include "mrl_ops/ffi_shapes.h"
 #include "mrl_ops/update.h"
 #include "xla/ffi/api/ffi.h"
@@ -100,11 +101,9 @@ ffi::Error PulsedUpdateCuda(cudaStream_t stream, ffi::Buffer<ffi::F32> w_in, ffi
                             ffi::Buffer<ffi::F32> p4, ffi::Buffer<ffi::F32> p5, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> d, ffi::Buffer<ffi::F32> lr,
                             ffi::Buffer<ffi::U32> key, ffi::Buffer<ffi::F32> table,
                             ffi::ResultBuffer<ffi::F32> w_out, ffi::ResultBuffer<ffi::U32> workspace,
-                            ffi::Span<const int32_t> iconsts, ffi::Span<const float> fconsts) {
-  if (iconsts.size() != kNumI || fconsts.size() != kNumF)
-    return ffi::Error::InvalidArgument("mrl_pulsed_update: wrong number of iconsts/fconsts");
+                            ffi::Dictionary attrs) {
   Consts c;
-  unpack_consts(iconsts.begin(), fconsts.begin(), c.dev, c.up);
+  if (ffi::Error err = decode_attrs(attrs, c.dev, c.up); err.failure()) return err;
   const ffi::AnyBuffer::Dimensions param_dims[kNumParams] = {p0.dimensions(), p1.dimensions(), p2.dimensions(),
                                                              p3.dimensions(), p4.dimensions(), p5.dimensions()};
   UpdateShapes sh;
@@ -152,6 +151,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MrlPulsedUpdateCuda, mrl::PulsedUpdateCuda,
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()
                                   .Ret<xla::ffi::Buffer<xla::ffi::F32>>()
                                   .Ret<xla::ffi::Buffer<xla::ffi::U32>>()
-                                  .Attr<xla::ffi::Span<const int32_t>>("iconsts")
-                                  .Attr<xla::ffi::Span<const float>>("fconsts"),
+                                  .Attrs<xla::ffi::Dictionary>(),
                               {xla::ffi::Traits::kCmdBufferCompatible});

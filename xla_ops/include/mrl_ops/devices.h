@@ -22,12 +22,27 @@ struct CrossPoint {
 
 constexpr int kMaxPiecewise = 64;
 
-// Static (per-config) device constants.
+// Static (per-config) device constants, each a named attribute of the kernel call: X(type, name) per line,
+// the names mrl_jax._native.kernel_attrs writes (mrl_ops/attrs.h decodes them). A new device parameter is
+// one line here and one entry there.
+#define MRL_DEVICE_ATTRS(X)                                                                    \
+  X(int32_t, kind)            /* DeviceKind: PulsedDevice.kind */                              \
+  X(bool, mult_noise)         /* LinearStep, SoftBoundsReference: multiplicative noise */      \
+  X(bool, complex_noise)      /* ExpStep */                                                    \
+  X(float, exp_a)                                                                              \
+  X(float, exp_b)                                                                              \
+  X(float, exp_A_up)                                                                           \
+  X(float, exp_A_down)                                                                         \
+  X(float, exp_gamma_up)                                                                       \
+  X(float, exp_gamma_down)                                                                     \
+  X(float, std_add)           /* ExpStep dw_min_std_add */                                     \
+  X(float, std_slope)         /* ExpStep dw_min_std_slope */
+
+#define MRL_DECLARE_MEMBER(type, name) type name;
+
 struct DeviceConsts {
-  int32_t kind;
-  bool mult_noise;
-  bool complex_noise;
-  float exp_a, exp_b, exp_A_up, exp_A_down, exp_gamma_up, exp_gamma_down, std_add, std_slope;
+  MRL_DEVICE_ATTRS(MRL_DECLARE_MEMBER)
+  // PiecewiseStep: the array attributes piecewise_up/piecewise_down, zero-padded to kMaxPiecewise.
   int32_t n_piecewise;
   float pw_up[kMaxPiecewise];
   float pw_down[kMaxPiecewise];

@@ -13,51 +13,24 @@ constexpr int kRowHeader = 3;  // workspace words per row before the lines: bl, 
 
 enum PulseKind : int32_t { kStochastic = 0, kMeanCount = 1, kDeterministicImplicit = 2 };
 
+// Static (per-config) update constants, named attributes of the kernel call as MRL_DEVICE_ATTRS.
+#define MRL_UPDATE_ATTRS(X)                                                                    \
+  X(int32_t, desired_bl)                                                                       \
+  X(bool, update_management)                                                                   \
+  X(bool, update_bl_management)                                                                \
+  X(bool, fixed_bl)                                                                            \
+  X(int32_t, pulse_kind)      /* PulseKind */                                                  \
+  X(bool, has_noise)          /* dw_min_std > 0 */                                             \
+  X(bool, sum_pulses)         /* ConstantStep with aggregate_pulses: one summed step per row */ \
+  X(float, res)                                                                                \
+  X(float, x_res_implicit)                                                                     \
+  X(float, d_res_implicit)                                                                     \
+  X(float, um_grad_scale)                                                                      \
+  X(float, dw)                /* granularity of the update management */
+
 struct UpdateConsts {
-  int32_t desired_bl;
-  bool update_management, update_bl_management, fixed_bl;
-  int32_t pulse_kind;
-  bool has_noise;
-  bool sum_pulses;  // ConstantStep with UpdateParameters.aggregate_pulses: one summed step per row
-  float res, x_res_implicit, d_res_implicit, um_grad_scale, dw;
+  MRL_UPDATE_ATTRS(MRL_DECLARE_MEMBER)
 };
-
-// Layout of the integer and float attribute arrays (see mrl_jax/_native.py).
-enum IConst : int { kIKind, kIMultNoise, kIComplexNoise, kINPiecewise, kIDesiredBL, kIUM, kIUBLM, kIFixedBL,
-                    kIPulseKind, kIHasNoise, kISumPulses, kNumI };
-enum FConst : int { kFExpA, kFExpB, kFExpAUp, kFExpADown, kFExpGammaUp, kFExpGammaDown, kFStdAdd, kFStdSlope,
-                    kFRes, kFXRes, kFDRes, kFUMGradScale, kFDw, kFPiecewise, kNumF = kFPiecewise + 2 * kMaxPiecewise };
-
-inline void unpack_consts(const int32_t* ic, const float* fc, DeviceConsts& dev, UpdateConsts& up) {
-  dev.kind = ic[kIKind];
-  dev.mult_noise = ic[kIMultNoise] != 0;
-  dev.complex_noise = ic[kIComplexNoise] != 0;
-  dev.n_piecewise = ic[kINPiecewise];
-  dev.exp_a = fc[kFExpA];
-  dev.exp_b = fc[kFExpB];
-  dev.exp_A_up = fc[kFExpAUp];
-  dev.exp_A_down = fc[kFExpADown];
-  dev.exp_gamma_up = fc[kFExpGammaUp];
-  dev.exp_gamma_down = fc[kFExpGammaDown];
-  dev.std_add = fc[kFStdAdd];
-  dev.std_slope = fc[kFStdSlope];
-  for (int i = 0; i < kMaxPiecewise; ++i) {
-    dev.pw_up[i] = fc[kFPiecewise + i];
-    dev.pw_down[i] = fc[kFPiecewise + kMaxPiecewise + i];
-  }
-  up.desired_bl = ic[kIDesiredBL];
-  up.update_management = ic[kIUM] != 0;
-  up.update_bl_management = ic[kIUBLM] != 0;
-  up.fixed_bl = ic[kIFixedBL] != 0;
-  up.pulse_kind = ic[kIPulseKind];
-  up.has_noise = ic[kIHasNoise] != 0;
-  up.sum_pulses = ic[kISumPulses] != 0;
-  up.res = fc[kFRes];
-  up.x_res_implicit = fc[kFXRes];
-  up.d_res_implicit = fc[kFDRes];
-  up.um_grad_scale = fc[kFUMGradScale];
-  up.dw = fc[kFDw];
-}
 
 MRL_HD bool is_finite(float v) { return v == v && v - v == 0.0f; }
 
