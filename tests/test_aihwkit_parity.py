@@ -6,13 +6,17 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
 import mrl_jax as M
 from mrl_jax import nn
 from mrl_jax import optim as O
+from mrl_jax.analog_state import weight_states
+from mrl_jax.io import PERFECT_IO
 from mrl_jax.optim import AnalogGradient
+from mrl_jax.pulses import UpdateParameters
 from tests.conftest import CLEAN, load_fixture
 from mrl_jax.models import LeNet5
 
@@ -138,3 +142,80 @@ def test_mixed_precision_commit_matches_aihwkit(engine, native_available):
   np.testing.assert_array_equal(m_our[exact], m_ref[exact])
   assert np.all(np.abs(m_our - m_ref)[~exact] <= 4 * se[~exact]), (m_our, m_ref, se)
   np.testing.assert_allclose(chi, np.broadcast_to(-MP["chi_after"], chi.shape), rtol=0, atol=1e-9)
+
+
+# ---- noise-free traces of the reference preset families -------------------------------------------------------
+
+TRACES, TRACES_META = load_fixture("aihwkit_reference_traces")
+DET = dict(pulse_type="deterministic_implicit")
+
+
+def _sbref_clean(dw_min):
+  return M.SoftBoundsReferenceDevice(dw_min=dw_min, w_max=1.0, w_min=-1.0, **CLEAN)
+
+
+def _trace_transform(case: str):
+  """The reference preset of ``case`` (``Mnist_LeNet5.py``) made noise-free as the fixture's generator does:
+  devices without spreads or noise, DeterministicImplicit pulses, perfect transfer reads."""
+  ref = lambda s: O.presets.lenet5_mnist_reference(s).config
+  lr = TRACES_META["cases"][case]["lr"]
+  if case == "sgd":
+    return O.analog_sgd(_sbref_clean(0.2), lr, UpdateParameters(**DET), key=0, engine="jnp")
+  if case == "ttv1":
+    cfg = ref("TTv1").replace(device=_sbref_clean(0.2), update=UpdateParameters(**DET),
+                              transfer_update=UpdateParameters(**DET), transfer_io=PERFECT_IO)
+    return O.transfer_compound(cfg, lr, key=0, engine="jnp")
+  if case == "ttv2":
+    cfg = ref("TTv2").replace(device=M.SoftBoundsDevice(dw_min=0.1, w_max=1.0, w_min=-1.0, **CLEAN),
+                              update=UpdateParameters(desired_bl=10, **DET),
+                              transfer_update=UpdateParameters(desired_bl=1, update_management=False,
+                                                               update_bl_management=False, **DET))
+    return O.transfer_compound(cfg, lr, key=0, engine="jnp")
+  if case == "mp":
+    return O.mixed_precision(ref("MP").replace(device=_sbref_clean(0.2), update=UpdateParameters(**DET),
+                                               engine="jnp"), lr, key=0)
+  chopped = dict(device=_sbref_clean(0.2), update=UpdateParameters(desired_bl=5, **DET), transfer_io=PERFECT_IO)
+  if case == "ttv3":  # random input choppers are not noise-free: off, as in the generator
+    cfg = ref("TTv3").replace(in_chop_prob=0.0, transfer_update=UpdateParameters(
+        desired_bl=1, update_management=False, update_bl_management=False, **DET), **chopped)
+  else:  # TT-v4's choppers are periodic: kept
+    cfg = ref("TTv4").replace(transfer_update=UpdateParameters(desired_bl=1, **DET), **chopped)
+  return O.chopped_transfer(cfg, lr, key=0, engine="jnp")
+
+
+@pytest.mark.parametrize("case", ("sgd", "ttv1", "ttv2", "ttv3", "ttv4", "mp"))
+def test_reference_family_trace_matches_aihwkit(case):
+  """40 updates from W = 0, noise-free (``make_parity_fixtures.py --only traces``), bit for bit: analog SGD and
+  TT-v1 on the MNIST SoftBoundsReference (dw_min 0.2), buffered TT-v2 (20-state SoftBounds, BL-10 gradient,
+  BL-1 transfers; the buffer too), chopped TT-v3 (auto_scale, auto_granularity 1000, BL 5; choppers off) and
+  dynamic TT-v4 (periodic choppers, tail_weightening 10) with the fast tile A and the buffer H (C stays 0 in 40
+  updates: the buffer does not reach the threshold), mixed precision (commits through the pulse train; χ too).
+  The chopped cases scale their rows by (0.1, 0.1, 0.1, 3) in turn: constant rows stay below one pulse under
+  auto_scale."""
+  tx = _trace_transform(case)
+  params = {"w": jnp.zeros((3, 4), jnp.float32)}
+  scales = jnp.asarray(TRACES_META["cases"][case]["row_scales"], jnp.float32)
+  x, d = jnp.asarray(TRACES["x"]), jnp.asarray(TRACES["d"])
+
+  def step(carry, t):
+    p, s = carry
+    c = scales[t % scales.shape[0]]
+    upd, s = tx.update({"w": AnalogGradient(x * c, d * c)}, s, p)
+    p = optax.apply_updates(p, upd)
+    leaf = s.leaves["w"] if case == "mp" else weight_states(s)[("w",)]
+    hidden = {}
+    if case in ("ttv1", "ttv2", "ttv3", "ttv4"):
+      hidden = {"hidden_weights_0": leaf.tiles[0].weights, "hidden_weights_1": leaf.tiles[1].weights}
+    if case == "ttv2":
+      hidden["buffered_FP_weight_0"] = leaf.buffer[0]
+    if case in ("ttv3", "ttv4"):
+      hidden["buffered_FP_weight_0" if case == "ttv3" else "buffered_FP_weight"] = leaf.buffer
+    if case == "mp":
+      hidden["hidden_weights_chi"] = -leaf.chi  # AIHWKit's χ has the sign of +d·x (see the commit test)
+    return (p, s), (p["w"], hidden)
+
+  steps = jnp.arange(TRACES_META["steps"])
+  _, (trace, hidden) = jax.jit(lambda p: jax.lax.scan(step, (p, tx.init(p)), steps))(params)
+  np.testing.assert_array_equal(np.asarray(trace), TRACES[f"{case}_W"], err_msg=case)
+  for name, ours in hidden.items():
+    np.testing.assert_array_equal(np.asarray(ours), TRACES[f"{case}_{name}"], err_msg=f"{case} {name}")
