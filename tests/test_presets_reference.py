@@ -368,6 +368,33 @@ def test_cifar_cli_reference_preset_resolves_and_reports(capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("script,setting", sorted(EXPECTED))
+def test_layer_kwargs_carry_io_scale_and_mapping(script, setting):
+  """``ReferencePreset.layer_kwargs()`` (what both example scripts build their models with) is the table's I/O,
+  learned output scale and ω mapping."""
+  preset, want = BUILD[script](setting), EXPECTED[(script, setting)]
+  kw = preset.layer_kwargs()
+  assert kw["weight_scaling_omega"] == want["mapping.weight_scaling_omega"]
+  assert kw["learn_out_scale"] == want.get("mapping.learn_out_scaling", False)
+  assert kw["weight_scaling_columnwise"] == preset.mapping.weight_scaling_columnwise
+  assert (kw["forward_io"], kw["backward_io"]) == (preset.forward_io, preset.backward_io)
+
+
+def test_cifar_reference_model_is_mapped():
+  """``examples/cifar_resnet.py --preset reference --optimizer TT-v2`` builds its analog layers with ω 0.3."""
+  example = _cifar_example()
+  parser = example.build_parser()
+  argv = ["--preset", "reference", "--optimizer", "TT-v2", "--width", "2", "--block-number", "1", "1", "1", "1"]
+  args = parser.parse_args(argv)
+  example.resolve_reference(parser, args, argv)
+  model = example.build_model(args)
+  for layer in (model.fc, model.layer4[0].conv1):
+    w = np.asarray(layer.weight[...])
+    np.testing.assert_allclose(np.abs(w).max(axis=1), 0.3, rtol=1e-6)
+    assert layer.mapping_scale[...].shape == (w.shape[0],)
+  assert model.layer1[0].conv1.__class__.__name__ == "Conv"  # digital parts carry no mapping
+
+
 def test_cifar_label_smoothing_as_coded():
   """``smooth_one_hot``: the true class 1 − s, the other classes s/(C − 1)."""
   targets = np.asarray(_cifar_example().smooth_targets(jnp.array([2, 0]), 10, 0.1))

@@ -478,7 +478,8 @@ def resnet_cifar10_reference(setting: str, *, io_perfect: bool = True, self_tran
     io_perfect: the script's ``--io-perfect`` (given in the published commands): perfect forward and backward
       I/O for every analog setting, and perfect transfer reads for the settings whose name starts with "TT"
       (ResL keeps AIHWKit's noisy transfer read). False: AIHWKit's default I/O everywhere.
-    self_transfer: the script's ``-TTST`` (TT-v1 only): ``no_self_transfer = False``, not modelled.
+    self_transfer: the script's ``-TTST`` (TT-v1 only): ``no_self_transfer = False``, not modelled (the fork's
+      CUDA warm start then transfers C onto itself and, after a plateau, into A; ``docs/seed-parity.md``).
     warm_start: ResL only: ``cuda_exact`` (the published ``--CUDA=0`` commands) or ``direct`` (CPU build).
 
   Returns:
@@ -513,8 +514,11 @@ def resnet_cifar10_reference(setting: str, *, io_perfect: bool = True, self_tran
         device=_cifar_device(), n_tiles=2, gamma=0.0, transfer_every=(1.0, 0.0), transfer_lr=(1.0, 1.0),
         scale_transfer_lr=True, fast_lr=0.1, n_reads_per_transfer=1, update=UpdateParameters(),
         transfer_update=UpdateParameters(), transfer_io=tt_read(TRANSFER_READ_IO_TTV1))
-    unsupported = (("no_self_transfer", "False (-TTST): the last tile transfers onto itself every in_size "
-                    "mini-batches; mrl_jax never transfers from the last tile"),) if self_transfer else ()
+    unsupported = (("no_self_transfer", "False (-TTST): tile 1 gets a period of out_features mini-batches; the "
+                    "fork's CUDA warm start then transfers C onto itself (no self-transfer guard, "
+                    "rpucuda_transfer_device.cu:242-264, 454-459) and, after the first plateau, C into A; mrl_jax "
+                    "has no 2-tile cuda_exact warm start and no per-shape period (docs/seed-parity.md)"),) \
+        if self_transfer else ()
     return ReferencePreset(algorithm="transfer_compound", config=cfg, forward_io=fb, backward_io=fb,
                            mapping=Mapping(learn_out_scaling=True, weight_scaling_columnwise=True),
                            no_self_transfer=not self_transfer, construction_seed=(123,), unsupported=unsupported,
