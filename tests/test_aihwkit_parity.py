@@ -219,3 +219,43 @@ def test_reference_family_trace_matches_aihwkit(case):
   np.testing.assert_array_equal(np.asarray(trace), TRACES[f"{case}_W"], err_msg=case)
   for name, ours in hidden.items():
     np.testing.assert_array_equal(np.asarray(ours), TRACES[f"{case}_{name}"], err_msg=f"{case} {name}")
+
+
+# ---- the noisy reference device, statistically -----------------------------------------------------------------
+
+NOISY, NOISY_META = load_fixture("aihwkit_sbref_noisy")
+
+
+def _var_se(samples):
+  """Standard error of the sample variance per element, from the sample's own second and fourth moments."""
+  n = samples.shape[0]
+  c = samples - samples.mean(0)
+  m2, m4 = (c**2).mean(0), (c**4).mean(0)
+  return np.sqrt(np.maximum(m4 - m2**2 * (n - 3) / (n - 1), 0) / n)
+
+
+def test_reference_sgd_device_statistics_match_aihwkit():
+  """Analog SGD on ``Mnist_LeNet5.py``'s SoftBoundsReference (dw_min 0.2, ±1, AIHWKit's 30 % spreads and noise,
+  BL 31 with UM/UBLM): the weights after 10 identical updates on fresh tiles (own device draws each), 2000 of
+  ours against AIHWKit's 1000. Per crosspoint, mean and variance within 4 standard errors (from both samples)."""
+  device = O.presets.lenet5_mnist_reference("SGD").config
+  x, d = jnp.asarray(NOISY["x"]), jnp.asarray(NOISY["d"])
+  params = {"w": jnp.zeros((3, 4), jnp.float32)}
+
+  def run(key):
+    tx = O.analog_sgd(device, NOISY_META["lr"], UpdateParameters(), key=key, engine="jnp")
+
+    def step(carry, _):
+      p, s = carry
+      upd, s = tx.update({"w": AnalogGradient(x, d)}, s, p)
+      return (optax.apply_updates(p, upd), s), None
+
+    (p, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=NOISY_META["steps"])
+    return p["w"]
+
+  ours = np.asarray(jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(23), 2000)), np.float64)
+  ref = NOISY["W"].astype(np.float64)
+  se_mean = np.sqrt(ours.var(0, ddof=1) / len(ours) + ref.var(0, ddof=1) / len(ref))
+  assert np.all(np.abs(ours.mean(0) - ref.mean(0)) <= 4 * se_mean), (ours.mean(0), ref.mean(0), se_mean)
+  se_var = np.sqrt(_var_se(ours) ** 2 + _var_se(ref) ** 2)
+  assert np.all(np.abs(ours.var(0, ddof=1) - ref.var(0, ddof=1)) <= 4 * se_var), (ours.var(0), ref.var(0), se_var)
