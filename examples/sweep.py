@@ -3,10 +3,16 @@
     python examples/sweep.py --settings ResL TTv1 TTv2 MP SGD FP --n-states 4 10 --seeds 3 --epochs 3 \\
         --train-subset 10000 --out runs/sweep
 
-Writes ``OUT/<point>.jsonl`` (per-epoch, per-seed metrics), ``OUT/summary.md`` and ``OUT/summary.csv``
-(mean ± std over seeds of the final test accuracy and training loss per grid point), and plots
-``OUT/accuracy_vs_epoch.png`` (seed bands) and ``OUT/accuracy_vs_states.png``. The seed axis is sharded
-over all local devices (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` on a CPU).
+Grid: every ``--presets`` × ``--settings``; the fair preset also spans ``--n-states`` and, for ResL (MRL),
+``--tiles`` × ``--gamma`` × ``--warm-start``; a reference point runs the setting as ``Mnist_LeNet5.py`` configures it
+(its state count included; ``docs/seed-parity.md``); FP runs once. Writes ``OUT/sweep.json`` (the sweep's
+configuration and grid), ``OUT/<point>.jsonl`` (per-epoch, per-seed metrics and the warm-start target tile),
+``OUT/summary.md`` and ``OUT/summary.csv`` (mean ± sample std over seeds of the final test accuracy and training
+loss), and plots ``OUT/accuracy_vs_epoch.png`` and ``OUT/accuracy_vs_states.png``. The seed axis is sharded over all
+local devices (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` on a CPU).
+
+A folder that holds a sweep needs ``--resume`` (finished points are kept, unfinished ones rerun; a changed grid or
+configuration is refused with the difference) or ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -27,10 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mrl_jax import data  # noqa: E402
-from mrl_jax.io import PERFECT_IO, IOParameters  # noqa: E402
 from mrl_jax.models import LeNet5  # noqa: E402
+from mrl_jax.optim import presets  # noqa: E402
 from mrl_jax.training import cli  # noqa: E402
+from mrl_jax.training.rundir import RunDirectoryError  # noqa: E402
 from mrl_jax.training.sweep import summarize, train_seeds  # noqa: E402
+
+WARM_STARTS = ("direct", "via_tile1", "cuda_exact", "none")
+# Flags that do not change a grid point's results (or only where its files go): a resume may change them.
+NOT_IDENTITY = ("resume", "overwrite", "steps_per_dispatch", "out", "data_dir", "summarize")
+MANIFEST = "sweep.json"
 
 
 def _lenet_example():
@@ -41,139 +53,265 @@ def _lenet_example():
 
 
 def build_parser():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--settings", nargs="+", default=["ResL", "TTv1", "TTv2", "MP", "SGD", "FP"])
-  p.add_argument("--n-states", nargs="+", type=float, default=[4.0])
-  p.add_argument("--tiles", nargs="+", type=int, default=[7])
-  p.add_argument("--gamma", nargs="+", type=float, default=[0.5])
-  p.add_argument("--warm-start", default="via_tile1")
-  p.add_argument("--seeds", type=int, default=3)
-  p.add_argument("--epochs", type=int, default=3)
-  p.add_argument("--batch-size", type=int, default=8)
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p.add_argument("--settings", nargs="+", default=["ResL", "TTv1", "TTv2", "MP", "SGD", "FP"],
+                 type=_setting_arg, help="ResL (MRL), TTv1, TTv2, TTv3, TTv4, MP, SGD, FP")
+  p.add_argument("--presets", nargs="+", default=["fair"], choices=("fair", "reference"),
+                 help="fair: SoftBoundsDevice(±1, 2/n_states) for every method; reference: Mnist_LeNet5.py's own "
+                      "configuration of each setting (fixes its state count)")
+  p.add_argument("--n-states", nargs="+", type=float, default=[4.0], help="state counts (fair preset)")
+  p.add_argument("--tiles", nargs="+", type=int, default=[7], help="MRL tile counts K (fair preset)")
+  p.add_argument("--gamma", nargs="+", type=float, default=[0.5], help="MRL significance ratios γ (fair preset)")
+  p.add_argument("--warm-start", nargs="+", default=["via_tile1"], choices=WARM_STARTS,
+                 help="MRL warm-start modes (fair preset; the reference preset runs cuda_exact)")
+  p.add_argument("--approximate", action="append", default=[], metavar="FIELD",
+                 help="reference points: run although mrl_jax cannot model FIELD yet (see mnist_lenet5.py)")
+  p.add_argument("--seeds", type=cli.int_arg(1), default=3)
+  p.add_argument("--epochs", type=cli.int_arg(1), default=3)
+  p.add_argument("--batch-size", type=cli.int_arg(1), default=8)
   p.add_argument("--lr", type=cli.learning_rate_arg, default=0.05)
-  p.add_argument("--lr-decay-every", type=int, default=50)
-  p.add_argument("--io-perfect", action=argparse.BooleanOptionalAction, default=True)
+  p.add_argument("--lr-decay-every", type=cli.int_arg(1), default=50)
+  p.add_argument("--io-perfect", action=argparse.BooleanOptionalAction, default=True,
+                 help="perfect I/O for the fair preset (else AIHWKit's default noisy I/O)")
   p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion_mnist"))
   p.add_argument("--data-dir", default=None)
-  p.add_argument("--train-subset", type=int, default=0)
+  p.add_argument("--train-subset", type=cli.int_arg(0), default=0, help="first N training images (0 = all)")
   p.add_argument("--steps-per-dispatch", type=cli.int_arg(1), default=8,
                  help="training steps per jitted call (lax.scan; the same results for every value)")
-  p.add_argument("--plateau-every", type=int, default=0,
+  p.add_argument("--plateau-every", type=cli.int_arg(0), default=0,
                  help="mini-batches between warm-start plateau checks (0 = once per epoch, as the reference)")
   p.add_argument("--data-seed", type=int, default=0)
   p.add_argument("--out", default="runs/sweep")
-  p.add_argument("--resume", action="store_true",
-                 help="reuse grid points whose JSONL in --out already holds all epochs (same settings)")
+  mode = p.add_mutually_exclusive_group()
+  mode.add_argument("--resume", action="store_true",
+                    help="continue the sweep in --out: keep its finished points, rerun the others (the grid and "
+                         "configuration must be the same)")
+  mode.add_argument("--overwrite", action="store_true", help="delete the sweep in --out and start afresh")
   p.add_argument("--summarize", nargs="+", metavar="DIR", default=None,
-                 help="train nothing: combine the finished runs (JSONL) of these sweep folders into --out")
+                 help="train nothing: combine the finished points (JSONL) of these sweep folders into --out")
   return p
 
 
-def grid(args):
-  """Grid points; tile count and γ only vary for ResL."""
-  for setting, n in itertools.product(args.settings, args.n_states):
-    if setting == "ResL":
-      for k, g in itertools.product(args.tiles, args.gamma):
-        yield {"setting": setting, "n_states": n, "tiles": k, "gamma": g}
+def _setting_arg(text: str) -> str:
+  try:
+    return presets.canonical_setting(text)
+  except ValueError as err:
+    raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def grid(args) -> list[dict]:
+  """Grid points: ``{"preset", "setting", "n_states", "tiles", "gamma", "warm_start"}`` (None where unused)."""
+  points = []
+  for preset, setting in itertools.product(args.presets, args.settings):
+    none = {"preset": preset, "setting": setting, "n_states": None, "tiles": None, "gamma": None, "warm_start": None}
+    if setting == "FP":
+      # Floating point has no device: one point, the same under either preset.
+      if preset == args.presets[0]:
+        points.append(none)
+    elif preset == "reference":
+      ref = presets.lenet5_mnist_reference(setting)
+      mrl = dict(tiles=ref.config.n_tiles, gamma=ref.config.gamma, warm_start=ref.config.warm_start)
+      points.append({**none, "n_states": ref.n_states, **(mrl if setting == "ResL" else {})})
+    elif setting == "ResL":
+      points += [{**none, "n_states": n, "tiles": k, "gamma": g, "warm_start": w} for n, k, g, w in
+                 itertools.product(args.n_states, args.tiles, args.gamma, args.warm_start)]
     else:
-      yield {"setting": setting, "n_states": n, "tiles": None, "gamma": None}
+      points += [{**none, "n_states": n} for n in args.n_states]
+  return points
 
 
 def point_name(p: dict) -> str:
-  name = f"{p['setting']}_s{p['n_states']:g}"
-  return name + (f"_K{p['tiles']}_g{p['gamma']:g}" if p["tiles"] else "")
+  name = p["setting"] + (f"_s{p['n_states']:g}" if p["n_states"] else "")
+  if p["tiles"]:
+    name += f"_K{p['tiles']}_g{p['gamma']:g}_{p['warm_start']}"
+  return name + ("_ref" if p.get("preset") == "reference" and p["setting"] != "FP" else "")
+
+
+def point_args(args, point: dict) -> argparse.Namespace:
+  """The ``mnist_lenet5.py`` arguments of a grid point."""
+  ns = {**vars(args), "preset": point["preset"], "setting": point["setting"], "seed": 0, "engine": "auto",
+        "n_states": point["n_states"] or 4.0, "tiles": point["tiles"] or 7, "gamma": point["gamma"] or 0.5,
+        "warm_start": point["warm_start"] or "none", "approximate": []}
+  if point["preset"] == "reference":  # the --approximate fields this setting holds
+    held = dict(presets.lenet5_mnist_reference(point["setting"]).unsupported)
+    ns["approximate"] = [f for f in args.approximate if f in held]
+  return argparse.Namespace(**ns)
+
+
+def sweep_identity(args, points: list[dict]) -> dict:
+  """What a resumed sweep must share with the one in its folder: every result-changing flag and the grid."""
+  return {"config": {k: v for k, v in vars(args).items() if k not in NOT_IDENTITY},
+          "points": [point_name(p) for p in points]}
+
+
+def differences(old: dict, new: dict) -> list[str]:
+  """Human-readable differences between two sweep identities."""
+  out = []
+  for key in sorted(set(old["config"]) | set(new["config"])):
+    a, b = old["config"].get(key, "<absent>"), new["config"].get(key, "<absent>")
+    if a != b:
+      out.append(f"--{key.replace('_', '-')}: {a} in the folder, {b} now")
+  added = [p for p in new["points"] if p not in old["points"]]
+  removed = [p for p in old["points"] if p not in new["points"]]
+  if added:
+    out.append("points not in the folder's grid: " + ", ".join(added))
+  if removed:
+    out.append("points of the folder's grid left out: " + ", ".join(removed))
+  return out
+
+
+def open_sweep_folder(out: Path, identity: dict, resume: bool, overwrite: bool) -> None:
+  """Checks ``out`` against the sweep about to run and writes its manifest.
+
+  Raises:
+    RunDirectoryError: ``out`` holds a sweep and neither ``resume`` nor ``overwrite`` is set, or ``resume`` is
+      set and the sweep in ``out`` has another grid or configuration (the message lists the differences).
+  """
+  manifest = out / MANIFEST
+  held = sorted(out.glob("*.jsonl"))
+  if overwrite:
+    for path in held + [manifest, out / "summary.md", out / "summary.csv", out / "accuracy_vs_epoch.png",
+                        out / "accuracy_vs_states.png"]:
+      path.unlink(missing_ok=True)
+  elif manifest.exists() or held:
+    if not resume:
+      raise RunDirectoryError(f"{out} holds a sweep ({len(held)} point files); --resume continues it (finished "
+                              "points are kept), --overwrite deletes it")
+    if not manifest.exists():
+      raise RunDirectoryError(f"{out} holds point files but no {MANIFEST} (a sweep of an older version): summarize "
+                              f"it with --summarize {out} --out OTHER, or start this sweep in another folder")
+    diff = differences(json.loads(manifest.read_text()), json.loads(json.dumps(identity)))
+    if diff:
+      raise RunDirectoryError(f"--resume refused: the sweep in {out} differs: " + "; ".join(diff)
+                              + ". Use another --out for a new grid (combine folders with --summarize)")
+  out.mkdir(parents=True, exist_ok=True)
+  manifest.write_text(json.dumps(identity, indent=1) + "\n")
 
 
 def main(argv=None):
-  args = build_parser().parse_args(argv)
+  argv = sys.argv[1:] if argv is None else list(argv)
+  parser = build_parser()
+  args = parser.parse_args(argv)
   out = Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
   if args.summarize:
+    out.mkdir(parents=True, exist_ok=True)
     return summarize_folders([Path(d) for d in args.summarize], out)
   lenet = _lenet_example()
+  points = grid(args)
+  for point in points:
+    if point["preset"] == "reference":
+      ns = point_args(args, point)
+      cli.check_approximations(parser, ns.approximate, lenet.reference_preset(ns))
+  open_sweep_folder(out, sweep_identity(args, points), args.resume, args.overwrite)
   train = data.load_dataset(args.dataset, "train", data_dir=args.data_dir)
   test = data.load_dataset(args.dataset, "test", data_dir=args.data_dir)
   if args.train_subset:
     train = (train[0][: args.train_subset], train[1][: args.train_subset])
-  io = PERFECT_IO if args.io_perfect else IOParameters()
   steps = len(train[0]) // args.batch_size
   rows = []
-  for point in grid(args):
-    ns = argparse.Namespace(**{**vars(args), "setting": point["setting"], "n_states": point["n_states"],
-                               "tiles": point["tiles"] or 7, "gamma": point["gamma"] or 0.5, "seed": 0,
-                               "engine": "auto"})
-    make_model = lambda key: LeNet5(rngs=nnx.Rngs(params=key), forward_io=io, backward_io=io)
+  for point in points:
+    ns = point_args(args, point)
+    model_kwargs = lenet.model_kwargs(ns)
+    make_model = lambda key, kw=model_kwargs: LeNet5(rngs=nnx.Rngs(params=key, noise=jax.random.fold_in(key, 1)), **kw)
     params_template = nnx.state(make_model(jax.random.key(0)), nnx.Param)
-    make_tx = lambda key, ns=ns: lenet.make_optimizer(ns, params_template, steps, key=key)
+    make_tx = lambda key, ns=ns, t=params_template: lenet.make_optimizer(ns, t, steps, key=key)
     log_path = out / f"{point_name(point)}.jsonl"
-    skip = ("settings", "resume", "steps_per_dispatch")  # not part of a point's identity (same results)
-    header = {"event": "start", **{k: v for k, v in vars(args).items() if k not in skip}, **point}
-    records = finished_records(log_path, header) if args.resume else None
-    if records is not None:
-      print(f"{point_name(point)}: reusing {log_path}", file=sys.stderr)
-      rows.append(summary_row(point, records))
+    header = json.loads(json.dumps({"event": "start", **sweep_identity(args, points)["config"], **point}))
+    records = point_records(log_path)
+    if records is not None and records[0] == header and len(records) - 1 == args.epochs:
+      print(f"{point_name(point)}: finished earlier, kept ({log_path})", file=sys.stderr)
+      rows.append(summary_row(point, records[1:]))
       continue
+    if records:
+      print(f"{point_name(point)}: {len(records) - 1} of {args.epochs} epochs were recorded; rerunning the point",
+            file=sys.stderr)
     log_path.write_text(json.dumps(header) + "\n")
 
     def log(record, _state, log_path=log_path, point=point):
       with open(log_path, "a") as f:
         f.write(json.dumps({"event": "epoch", **record}) + "\n")
-      print(f"{point_name(point)} epoch {record['epoch']}: test acc {np.mean(record['test_acc']):.4f} "
-            f"± {np.std(record['test_acc']):.4f} ({record['seconds']:.0f}s)", file=sys.stderr, flush=True)
+      acc = np.asarray(record["test_acc"])
+      print(f"{point_name(point)} epoch {record['epoch']}: test acc {acc.mean():.4f} ± {sample_std(acc):.4f} "
+            f"({record['seconds']:.0f}s)", file=sys.stderr, flush=True)
 
-    records = train_seeds(make_model, make_tx, train, test, seeds=args.seeds, epochs=args.epochs,
-                          batch_size=args.batch_size, data_seed=args.data_seed, to_input=data.to_float,
-                          plateau_every=args.plateau_every or None, steps_per_dispatch=args.steps_per_dispatch,
-                          on_epoch=log)
+    try:
+      records = train_seeds(make_model, make_tx, train, test, seeds=args.seeds, epochs=args.epochs,
+                            batch_size=args.batch_size, data_seed=args.data_seed, to_input=data.to_float,
+                            plateau_every=args.plateau_every or None, steps_per_dispatch=args.steps_per_dispatch,
+                            on_epoch=log)
+    except KeyboardInterrupt:
+      print(f"sweep interrupted in {point_name(point)}; finished points are kept in {out}; to continue: "
+            f"{cli.resume_command(argv)}", file=sys.stderr)
+      raise SystemExit(cli.EXIT_INTERRUPTED) from None
     rows.append(summary_row(point, records))
   write_summary(out, rows)
   plot_summary(out, rows)
   return rows
 
 
+def point_records(log_path: Path) -> list[dict] | None:
+  """``[header, epoch records…]`` of a point file (without the ``event`` field of the epochs), None if absent."""
+  if not log_path.exists():
+    return None
+  lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+  if not lines:
+    return []
+  return lines[:1] + [{k: v for k, v in r.items() if k != "event"} for r in lines[1:] if r.get("event") == "epoch"]
+
+
+def sample_std(values) -> float:
+  """Standard deviation over seeds with Bessel's correction (0 for one seed): the one convention of the sweep."""
+  values = np.asarray(values)
+  return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
 def summarize_folders(folders: list[Path], out: Path) -> list[dict]:
-  """Summary table and plots of every complete run (JSONL) in ``folders``."""
+  """Summary table and plots of every finished point (JSONL) in ``folders``."""
   rows = []
   for path in sorted(p for folder in folders for p in folder.glob("*.jsonl")):
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    records = [{k: v for k, v in r.items() if k != "event"} for r in lines[1:] if r.get("event") == "epoch"]
-    if lines and records and len(records) == lines[0]["epochs"]:
-      rows.append(summary_row({k: lines[0][k] for k in ("setting", "n_states", "tiles", "gamma")}, records))
+    records = point_records(path)
+    if records and len(records) - 1 == records[0]["epochs"]:
+      point = {k: records[0].get(k) for k in ("setting", "n_states", "tiles", "gamma", "warm_start")}
+      rows.append(summary_row({**point, "preset": records[0].get("preset", "fair")}, records[1:]))
   write_summary(out, rows)
   plot_summary(out, rows)
   return rows
 
 
 def summary_row(point: dict, records: list[dict]) -> dict:
-  return {**point, **summarize(records), "curve": [np.mean(r["test_acc"]) for r in records],
-          "curve_std": [np.std(r["test_acc"]) for r in records]}
-
-
-def finished_records(log_path: Path, header: dict) -> list[dict] | None:
-  """The epoch records of a complete earlier run of the same grid point and settings, else None."""
-  if not log_path.exists():
-    return None
-  lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-  if not lines or lines[0] != json.loads(json.dumps(header)):
-    return None
-  records = [{k: v for k, v in r.items() if k != "event"} for r in lines[1:] if r.get("event") == "epoch"]
-  return records if len(records) == header["epochs"] else None
+  """The summary of one point: final metrics (``summarize``), the mean ± std test-accuracy curve, and the epochs
+  after which a seed's warm start moved down a tile."""
+  targets = [r.get("warm_start_target") for r in records]
+  switches = [r["epoch"] for r, prev in zip(records[1:], targets) if r.get("warm_start_target") != prev]
+  return {**point, **summarize(records), "curve": [float(np.mean(r["test_acc"])) for r in records],
+          "curve_std": [sample_std(r["test_acc"]) for r in records], "switch_epochs": switches,
+          "final_target": targets[-1] if point["setting"] == "ResL" else None}
 
 
 def write_summary(out: Path, rows: list[dict]):
-  cols = ["setting", "n_states", "tiles", "gamma", "seeds", "epochs", "test_acc_mean", "test_acc_std",
-          "train_loss_mean", "train_loss_std", "seconds"]
+  cols = ["preset", "setting", "n_states", "tiles", "gamma", "warm_start", "seeds", "epochs", "test_acc_mean",
+          "test_acc_std", "train_loss_mean", "train_loss_std", "seconds"]
   with open(out / "summary.csv", "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-  lines = ["| setting | states | K | γ | seeds | epochs | test accuracy | final train loss | wall s |",
-           "|---|---|---|---|---|---|---|---|---|"]
+  dash = lambda v, fmt="{}": "–" if v is None else fmt.format(v)
+  lines = ["Mean ± sample standard deviation (ddof 1) over device seeds, after the last epoch.", "",
+           "| preset | setting | states | K | γ | warm start | seeds | epochs | test accuracy | final train loss "
+           "| warm-start tile at the end (per seed) | wall s |", "|" + "---|" * 12]
   for r in rows:
-    lines.append(f"| {r['setting']} | {r['n_states']:g} | {r['tiles'] or '–'} | {r['gamma'] if r['gamma'] else '–'} "
-                 f"| {r['seeds']} | {r['epochs']} | {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} "
-                 f"| {r['train_loss_mean']:.4f} ± {r['train_loss_std']:.4f} | {r['seconds']:.0f} |")
+    lines.append(f"| {r['preset']} | {r['setting']} | {dash(r['n_states'], '{:g}')} | {dash(r['tiles'])} "
+                 f"| {dash(r['gamma'], '{:g}')} | {dash(r['warm_start'])} | {r['seeds']} | {r['epochs']} "
+                 f"| {r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f} "
+                 f"| {r['train_loss_mean']:.4f} ± {r['train_loss_std']:.4f} | {_targets(r['final_target'])} "
+                 f"| {r['seconds']:.0f} |")
   (out / "summary.md").write_text("\n".join(lines) + "\n")
+
+
+def _targets(targets) -> str:
+  """Warm-start targets per seed: the tile being filled, or "cascade" once the warm start has ended (−1)."""
+  return "–" if targets is None else ", ".join("cascade" if t < 0 else str(t) for t in targets)
 
 
 def plot_summary(out: Path, rows: list[dict]):
@@ -181,13 +319,17 @@ def plot_summary(out: Path, rows: list[dict]):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = plt.subplots(figsize=(7, 4.5))
   for r in rows:
     m, s = np.asarray(r["curve"]), np.asarray(r["curve_std"])
     epochs = np.arange(1, len(m) + 1)
-    ax.plot(epochs, m, label=point_name(r))
-    ax.fill_between(epochs, m - s, m + s, alpha=0.2)
-  ax.set(xlabel="epoch", ylabel="test accuracy", title="LeNet-5: mean ± std over device seeds")
+    line, = ax.plot(epochs, m, marker="o", markersize=3, label=point_name(r))
+    ax.fill_between(epochs, m - s, m + s, alpha=0.2, color=line.get_color())
+    switched = [e for e in r["switch_epochs"] if e <= len(m)]
+    if switched:  # a seed's warm start moved down a tile after these epochs
+      ax.plot(switched, m[np.asarray(switched) - 1], "v", color=line.get_color(), markersize=7)
+  ax.set(xlabel="epoch", ylabel="test accuracy",
+         title="LeNet-5: mean ± sample std over device seeds (▼ warm-start switch)")
   ax.legend(fontsize=6)
   fig.tight_layout()
   fig.savefig(out / "accuracy_vs_epoch.png", dpi=120)
@@ -195,7 +337,8 @@ def plot_summary(out: Path, rows: list[dict]):
   fig, ax = plt.subplots(figsize=(5, 4))
   for setting in dict.fromkeys(r["setting"] for r in rows):
     pts = sorted((r["n_states"], r["test_acc_mean"], r["test_acc_std"]) for r in rows
-                 if r["setting"] == setting and (r["tiles"] in (None, 7)) and (r["gamma"] in (None, 0.5)))
+                 if r["setting"] == setting and r["n_states"] and r["preset"] == "fair"
+                 and r["tiles"] in (None, 7) and r["gamma"] in (None, 0.5))
     if pts:
       n, m, s = map(np.asarray, zip(*pts))
       ax.errorbar(n, m, yerr=s, marker="o", capsize=3, label=setting)
@@ -207,4 +350,4 @@ def plot_summary(out: Path, rows: list[dict]):
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)
