@@ -304,7 +304,8 @@ def make_loss(label_smoothing: float = 0.1):
 # --------------------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=cli.HelpFormatter,
+                              epilog=cli.EPILOG)
   p.add_argument("--optimizer", "--setting", "--SETTING", dest="setting", default="ResL", type=setting_arg,
                  help="one of " + ", ".join(SETTINGS) + " (or the reference's names: TT-v1, mp, 'Analog SGD', …)")
   p.add_argument("--preset", default="fair", choices=("fair", "reference"),
@@ -321,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--n-states", "--N_STATES", dest="n_states", type=float, default=4.0)
   p.add_argument("--tiles", type=int, default=8, help="MRL tiles K")
   p.add_argument("--gamma", type=float, default=0.5, help="MRL significance ratio γ")
-  p.add_argument("--warm-start", default="via_tile1", choices=("direct", "via_tile1", "cuda_exact", "none"))
+  p.add_argument("--warm-start", default="via_tile1", choices=("direct", "via_tile1", "cuda_exact", "none"),
+                 help="MRL warm-start mode (see below)")
   p.add_argument("--epochs", "--EPOCHS", dest="epochs", type=int, default=200)
   p.add_argument("--batch-size", "--BATCH_SIZE", dest="batch_size", type=int, default=128)
   p.add_argument("--lr", "--LR", dest="lr", type=cli.learning_rate_arg, default=None,
@@ -517,6 +519,9 @@ def main(argv=None):
   model = build_model(args)
   steps_per_epoch = len(images) // args.batch_size
   tx = make_optimizer(args, nnx.state(model, nnx.Param), steps_per_epoch)
+  analog = preset.config if preset is not None else fair_config(args)
+  if "lr" in cli.given_flags(parser, argv) and cli.analog_lr_notice(analog):
+    print(f"notice: {cli.analog_lr_notice(analog)}", file=sys.stderr)
   name = {(2, 2, 2, 2): "ResNet-18", (3, 4, 6, 3): "ResNet-34"}.get(tuple(args.block_number), "ResNet")
   print(f"{name} {' '.join(map(str, args.block_number))} / {' '.join(args.block_type)} (analog: "
         f"{', '.join(model.analog_parts()) or 'none'}) on {'synthetic' if args.synthetic else 'CIFAR-10'}: "

@@ -51,7 +51,8 @@ def setting_arg(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=cli.HelpFormatter,
+                              epilog=cli.EPILOG)
   p.add_argument("--setting", "--SETTING", dest="setting", default="ResL", type=setting_arg,
                  help="one of " + ", ".join(SETTINGS) + " (or the reference's names: TT-v1, mp, 'Analog SGD', …)")
   p.add_argument("--preset", default="fair", choices=("fair", "reference"),
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--n-states", "--N_STATES", dest="n_states", type=float, default=4.0)
   p.add_argument("--tiles", type=int, default=7, help="MRL tiles K")
   p.add_argument("--gamma", type=float, default=0.5, help="MRL significance ratio γ")
-  p.add_argument("--warm-start", default="via_tile1", choices=("direct", "via_tile1", "cuda_exact", "none"))
+  p.add_argument("--warm-start", default="via_tile1", choices=("direct", "via_tile1", "cuda_exact", "none"),
+                 help="MRL warm-start mode (see below)")
   p.add_argument("--epochs", "--EPOCHS", dest="epochs", type=int, default=200)
   p.add_argument("--batch-size", "--BATCH_SIZE", dest="batch_size", type=int, default=8)
   p.add_argument("--lr", "--LR", dest="lr", type=cli.learning_rate_arg, default=0.05)
@@ -211,6 +213,9 @@ def main(argv=None):
   model = LeNet5(rngs=nnx.Rngs(params=args.seed, noise=args.seed + 1), **model_kwargs(args))
   steps_per_epoch = len(images) // args.batch_size
   tx = make_optimizer(args, nnx.state(model, nnx.Param), steps_per_epoch)
+  analog = reference_preset(args).config if args.preset == "reference" else fair_config(args)
+  if "lr" in cli.given_flags(parser, argv) and cli.analog_lr_notice(analog):
+    print(f"notice: {cli.analog_lr_notice(analog)}", file=sys.stderr)
   states = f"{args.n_states:g} states" if args.n_states else "floating point"
   print(f"LeNet-5 / {args.dataset}: {len(images)} train, {len(test[0])} test images; setting {args.setting} "
         f"({args.preset} preset), {states}, {steps_per_epoch} steps per epoch", file=sys.stderr)

@@ -115,7 +115,8 @@ def test_short_resl_run_lowers_the_loss_and_updates_batch_statistics(example, ti
   train = (example.AugmentedImages(images, example.Augmentation(), seed=0), labels)
   test = data.synthetic_cifar(64, seed=2)
   tx = example.make_optimizer(args, nnx.state(model, nnx.Param), steps_per_epoch=10)
-  cfg = FitConfig(epochs=2, batch_size=16, eval_batch_size=64, progress=False, seed=0)
+  # Five steps per dispatch: the training input is a pytree (TrainBatch), stacked leaf by leaf for lax.scan.
+  cfg = FitConfig(epochs=2, batch_size=16, eval_batch_size=64, progress=False, seed=0, steps_per_dispatch=5)
   model, history, _ = fit(model, tx, train, test, cfg, loss_fn=example.make_loss(0.1), to_input=example.to_input)
   assert history[1]["train_loss"] < history[0]["train_loss"] < 2.6
   assert all(np.isfinite([r["test_loss"], r["test_acc"]]).all() for r in history)

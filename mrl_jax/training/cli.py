@@ -26,6 +26,49 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a job ended by 
 EXIT_REFUSED = 2
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+  """``--help`` with every flag's default, and the epilog's lines as written."""
+
+
+EPILOG = """settings (--setting; the reference script's names work too):
+  ResL   MRL: K tiles of significance γ^k; the gradient is pulsed into tile 0 and transferred upwards every
+         T_k mini-batches; the warm start fills the top tile first, one tile down per loss plateau
+  TTv1   Tiki-Taka: 2 tiles, one column of the gradient tile read into the visible tile per mini-batch
+  TTv2   buffered Tiki-Taka: transfers accumulate in a digital buffer, written once they pass a threshold
+  TTv3   chopped TT-v2 (c-TTv2): TT-v2 with input choppers that flip the sign of the gradient tile's writes
+  TTv4   AGAD: TT-v3 with a dynamically estimated reference of the gradient tile
+  MP     mixed precision: the gradient accumulates digitally and is committed to the device in whole steps
+  SGD    analog SGD: the gradient pulsed straight onto one tile
+  FP     floating-point SGD (no device)
+warm-start modes (--warm-start, ResL):
+  cuda_exact  as the reference's CUDA code (its published --CUDA=0 commands): tile 1 hops into the target
+  direct      as the reference fork's CPU build: tile 0 hops straight into the target
+  via_tile1   tile 1 hops into the target; the warm start ends when the target reaches tile 1
+  none        no warm start: the cascade runs from the first mini-batch"""
+
+
+def analog_lr_notice(config) -> str | None:
+  """What ``--lr`` does not reach in a setting's analog configuration, as a notice; None when it scales every
+  analog rate (analog SGD, mixed precision, or compounds that scale both their writes by the SGD rate).
+
+  Args:
+    config: a ``TransferCompound`` / ``ChoppedTransfer`` / ``DynamicTransfer`` (with ``fast_lr``), any other
+      analog configuration, or None (floating point).
+  """
+  if config is None or not hasattr(config, "fast_lr"):
+    return None
+  gradient = config.fast_lr in (None, 0) or getattr(config, "scale_fast_lr", False)
+  transfer = getattr(config, "scale_transfer_lr", True)
+  if gradient and transfer:
+    return None
+  fast = f"the gradient write's rate (fast_lr {config.fast_lr:g})"
+  if not gradient and not transfer:
+    return (f"--lr reaches only the digital parameters (biases) of this setting: {fast} and the transfer rates "
+            "are absolute, as in the reference")
+  absolute, scaled = (fast, "the transfers") if transfer else ("the transfer rates", "the gradient write")
+  return f"--lr scales only {scaled} of the analog weights (and the digital parameters): {absolute} is absolute"
+
+
 def learning_rate_arg(text: str) -> float:
   """argparse ``type`` of a learning rate: a finite number >= 0 (argparse names the flag in its error)."""
   try:

@@ -370,7 +370,9 @@ def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test:
             state, loss, correct = step(state, *batches[0], jnp.float32(signals[0]))
             losses, corrects = [float(loss)], [int(correct)]
           else:
-            state, loss, correct = multi_step(state, jnp.stack([x for x, _ in batches]),
+            # A model input may be a pytree (e.g. the CIFAR example's TrainBatch): stack it leaf by leaf.
+            xs = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[x for x, _ in batches])
+            state, loss, correct = multi_step(state, xs,
                                               jnp.stack([y for _, y in batches]), jnp.asarray(signals, jnp.float32))
             losses, corrects = np.asarray(loss).tolist(), np.asarray(correct).tolist()
           b += k
