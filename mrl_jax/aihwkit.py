@@ -388,9 +388,18 @@ def _mapping(node: _Node):
   return mapping
 
 
+_EXPECTED = {"_io": "IOParameters", "_update": "UpdateParameters", "_mapping": "MappingParameter"}
+
+
 def _child(parent: _Node, name: str, reader, *args):
   node = parent.child(name)
-  return None if node is None else reader(node, *args)
+  if node is None:
+    return None
+  expected = _EXPECTED.get(reader.__name__)
+  if expected and not node.is_a(expected):
+    parent.problem(name, node.cls, f"allowed is an AIHWKit {expected} (or a subclass)")
+    return None
+  return reader(node, *args)
 
 
 def _same_device_specs(nodes) -> bool:
