@@ -87,3 +87,18 @@ def test_end_epoch_reaches_through_partition():
   state = O.end_epoch(cfg, state, 1.0)
   state = O.end_epoch(cfg, state, 2.0)
   assert bool(O.warm_start(state).pending)
+
+
+def test_end_epoch_on_an_nnx_optimizer():
+  from flax import nnx
+  from mrl_jax import nn
+  model = nn.AnalogLinear(4, 3, rngs=nnx.Rngs(0))
+  params = nnx.state(model, nnx.Param)
+  cfg = O.resl_mnist(4, n_tiles=3).replace(transfer_every=(1.0, 2.0, 4.0), transfer_lr=(0.2, 0.1, 0.1))
+  tx = nn.analog_partition(O.transfer_compound(cfg, 0.1, key=0), optax.sgd(0.1), params)
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  for loss in (1.0, 2.0):  # a rise: the aggressive rule asks for a switch
+    optimizer.opt_state = O.end_epoch(cfg, optimizer.opt_state, loss)
+  _, grads = nn.value_and_analog_grad(lambda m, x: jnp.mean(m(x) ** 2))(model, jnp.ones((2, 4)))
+  optimizer.update(model, grads)
+  assert int(O.warm_start_target(optimizer.opt_state)) == 1
