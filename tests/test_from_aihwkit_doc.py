@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
 
 import numpy as np
+
+import mrl_jax
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "from-aihwkit.md"
 MARKER = "<!-- from-aihwkit example: tests/test_from_aihwkit_doc.py runs this block -->"
@@ -31,4 +34,7 @@ def test_migration_guide_example_runs(capsys):
   assert math.isfinite(namespace["epoch_loss"])
   cfg = namespace["cfg"]
   assert cfg.algorithm == "transfer_compound" and cfg.config.n_tiles == 3 and cfg.config.warm_start == "via_tile1"
+  # the hand-written plain form in the guide is the AIHWKit script's rpu_config (written by the fixture generator)
+  written = json.loads((DOC.parents[1] / "tests" / "fixtures" / "aihwkit_rpu_configs.json").read_text())
+  assert cfg == mrl_jax.from_rpu_config(written["docs_from_aihwkit"], warm_start="via_tile1")
   assert np.isfinite(np.asarray(namespace["model"].fc2.weight[...])).all()
