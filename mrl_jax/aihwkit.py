@@ -379,6 +379,11 @@ def _update(node: _Node):
 
 def _mapping(node: _Node):
   kwargs = {f.name: node.get(f.name) for f in dataclasses.fields(Mapping) if f.name in node.values}
+  # mrl_jax programs one tile per layer: AIHWKit's 0 (no split) is exactly that; its default 512 splits only
+  # linear layers wider than 512 (docs/from-aihwkit.md), other sizes are reported.
+  for name in ("max_input_size", "max_output_size"):
+    node.require(name, (0, 512), "mrl_jax keeps one tile per layer: allowed is 0 (no split) or AIHWKit's default "
+                 "512 (split only by AIHWKit, for layers wider than 512)")
   node.close()
   mapping = _build(node, Mapping, kwargs, node.cls)
   if mapping is not None:
@@ -595,8 +600,9 @@ def from_rpu_config(rpu_config, *, warm_start: str = "none", plateau: PlateauRul
   entry = _class_entry(cls) if isinstance(cls, str) else None
   kind = next((c for c in entry["mro"] if c in _RPU_CONFIG_CLASSES), None) if entry else None
   if kind is None:
+    hint = "" if isinstance(cls, str) else " (the plain form names every class in '__class__': see to_plain)"
     raise UnsupportedRPUConfig([("rpu_config", cls, "allowed is one of " + ", ".join(_RPU_CONFIG_CLASSES)
-                                 + " (or a subclass, e.g. AIHWKit's presets)")])
+                                 + " (or a subclass, e.g. AIHWKit's presets)" + hint)])
   root = _Node(plain, "rpu_config", problems)
   mapping = _child(root, "mapping", _mapping)
   approximations = ()

@@ -179,3 +179,12 @@ def test_with_aihwkit_objects_when_importable():
   cfg = configs.SingleRPUConfig(device=configs.SoftBoundsReferenceDevice(dw_min=0.2, w_max=1.0, w_min=-1.0,
                                                                          construction_seed=10))
   assert A.from_rpu_config(cfg) == A.from_rpu_config(CONFIGS["lenet5_mnist"]["SGD"])
+
+
+def test_tile_split_sizes():
+  base = {"__class__": "SingleRPUConfig", "device": {"__class__": "ConstantStepDevice"}}
+  assert A.from_rpu_config({**base, "mapping": {"max_input_size": 0, "max_output_size": 0}})
+  with pytest.raises(A.UnsupportedRPUConfig, match=r"rpu_config\.mapping\.max_input_size = 256: mrl_jax keeps one"):
+    A.from_rpu_config({**base, "mapping": {"max_input_size": 256}})
+  with pytest.raises(A.UnsupportedRPUConfig, match=r"rpu_config = None: .*names every class in '__class__'"):
+    A.from_rpu_config({"device": {}})
