@@ -33,8 +33,10 @@ def test_migration_guide_example_runs(capsys):
   assert 0.0 <= namespace["accuracy"] <= 1.0
   assert math.isfinite(namespace["epoch_loss"])
   cfg = namespace["cfg"]
-  assert cfg.algorithm == "transfer_compound" and cfg.config.n_tiles == 3 and cfg.config.warm_start == "via_tile1"
+  assert cfg.algorithm == "transfer_compound" and cfg.config.n_tiles == 7 and cfg.config.warm_start == "cuda_exact"
   # the hand-written plain form in the guide is the AIHWKit script's rpu_config (written by the fixture generator)
   written = json.loads((DOC.parents[1] / "tests" / "fixtures" / "aihwkit_rpu_configs.json").read_text())
-  assert cfg == mrl_jax.from_rpu_config(written["docs_from_aihwkit"], warm_start="via_tile1")
+  assert cfg == mrl_jax.from_rpu_config(written["docs_from_aihwkit"], warm_start="cuda_exact")
+  seed = mrl_jax.from_rpu_config(written["lenet5_mnist"]["ResL"], warm_start="cuda_exact")
+  assert cfg.config == seed.config  # the seed's compound (it also sets weight_scaling_columnwise, inert at ω = 0)
   assert np.isfinite(np.asarray(namespace["model"].fc2.weight[...])).all()
