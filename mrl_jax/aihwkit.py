@@ -431,10 +431,11 @@ def _compound_devices(node: _Node, seeds: list, exactly_two: bool):
     nodes.append(_Node(dev, f"{node.path}.unit_cell_devices[{k}]", node.problems))
   for k in range(2, K):
     spec_k, spec_1 = (dict(n.values, construction_seed=0) for n in (nodes[k], nodes[1]))
-    for path, value in _differences(spec_k, spec_1, f"{node.path}.unit_cell_devices[{k}]"):
+    base = f"{node.path}.unit_cell_devices[{k}]"
+    for path, value in _differences(spec_k, spec_1, base):
       node.problems.append((path, value, "per-tile devices are not modelled (AIHWKit 1.1.0 itself replicates "
                             "unit_cell_devices[1] onto every tile after the first and ignores this one): allowed is "
-                            f"unit_cell_devices[1]'s value {_default_at(spec_1, f'{node.path}.unit_cell_devices[{k}]', path)!r}"))
+                            f"unit_cell_devices[1]'s value {_default_at(spec_1, base, path)!r}"))
   for n in nodes[2:]:
     n.note_seed(seeds)
   slow = _device(nodes[1], seeds)

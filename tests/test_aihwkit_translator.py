@@ -103,8 +103,9 @@ def test_enum_spellings():
                            "device": {"__class__": "ConstantStepDevice"}})
   assert cfg.update.pulse_type is PulseType.DETERMINISTIC_IMPLICIT and cfg.update.desired_bl == 5
   assert cfg.forward_io.noise_management.value == "max" and cfg.forward_io.bound_management.value == "none"
-  with pytest.raises(A.UnsupportedRPUConfig, match=r"rpu_config\.forward\.noise_management = "
-                                                   r"'NoiseManagementType\.AVERAGE_ABS_MAX'.*'NoiseManagementType.ABS_MAX'"):
+  message = (r"rpu_config\.forward\.noise_management = 'NoiseManagementType\.AVERAGE_ABS_MAX'"
+             r".*'NoiseManagementType.ABS_MAX'")
+  with pytest.raises(A.UnsupportedRPUConfig, match=message):
     A.from_rpu_config({"__class__": "SingleRPUConfig", "forward": {"noise_management":
                                                                    "NoiseManagementType.AVERAGE_ABS_MAX"}})
 
