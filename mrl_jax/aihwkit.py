@@ -49,7 +49,8 @@ from mrl_jax.optim.presets import MP_COMMIT, Mapping
 from mrl_jax.optim.sgd import analog_sgd
 from mrl_jax.pulses import PulseType, UpdateParameters
 
-__all__ = ("AnalogConfig", "UnsupportedRPUConfig", "from_rpu_config", "to_plain", "ALGORITHMS")
+__all__ = ("AnalogConfig", "UnsupportedRPUConfig", "from_rpu_config", "device_from_plain", "io_from_plain",
+           "update_from_plain", "to_plain", "ALGORITHMS")
 
 ALGORITHMS = ("analog_sgd", "transfer_compound", "chopped_transfer", "mixed_precision", "sgd")
 
@@ -641,3 +642,44 @@ def from_rpu_config(rpu_config, *, warm_start: str = "none", plateau: PlateauRul
   return AnalogConfig(rpu_config_class=cls, algorithm=algorithm, config=config, update=update, forward_io=fwd,
                       backward_io=bwd, mapping=mapping, construction_seeds=tuple(seeds),
                       approximations=approximations)
+
+
+# ---- single parts (devices, I/O, update parameters) ------------------------------------------------------------
+
+def _part(obj, label: str, expected: Optional[str], reader):
+  plain = _plain_of(obj)
+  if CLASS_KEY not in plain and expected is not None:
+    plain = {CLASS_KEY: expected, **plain}
+  cls = plain.get(CLASS_KEY)
+  if not isinstance(cls, str) or _class_entry(cls) is None:
+    raise UnsupportedRPUConfig([(label, cls, f"unknown AIHWKit {AIHWKIT_VERSION} class")])
+  problems: list = []
+  node = _Node(_expand(plain), label, problems)
+  if expected is not None and not node.is_a(expected):
+    raise UnsupportedRPUConfig([(label, cls, f"allowed is an AIHWKit {expected} (or a subclass)")])
+  value = reader(node)
+  if problems:
+    raise UnsupportedRPUConfig(problems)
+  return value
+
+
+def device_from_plain(device) -> _devices.PulsedDevice:
+  """The ``mrl_jax`` device of one AIHWKit device (object or plain form, e.g. ``{"__class__":
+  "SoftBoundsDevice", "dw_min": 0.5}``; omitted fields are AIHWKit's defaults).
+
+  Raises:
+    UnsupportedRPUConfig: listing every field ``mrl_jax`` cannot model (paths start with ``device``).
+  """
+  return _part(device, "device", None, lambda node: _device(node, []))
+
+
+def io_from_plain(io) -> IOParameters:
+  """``mrl_jax.io.IOParameters`` of an AIHWKit ``IOParameters`` (object or plain form; ``"__class__"`` may be
+  omitted). Raises ``UnsupportedRPUConfig`` as ``from_rpu_config`` does."""
+  return _part(io, "io", "IOParameters", _io)
+
+
+def update_from_plain(update) -> UpdateParameters:
+  """``mrl_jax.UpdateParameters`` of an AIHWKit ``UpdateParameters`` (object or plain form; ``"__class__"`` may be
+  omitted). Raises ``UnsupportedRPUConfig`` as ``from_rpu_config`` does."""
+  return _part(update, "update", "UpdateParameters", _update)

@@ -13,9 +13,11 @@ import json
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import mrl_jax
+import mrl_jax as M
 from mrl_jax import aihwkit as A
 from mrl_jax.io import PERFECT_IO
 from mrl_jax.optim.presets import lenet5_mnist_reference, resnet_cifar10_reference
@@ -189,3 +191,37 @@ def test_tile_split_sizes():
     A.from_rpu_config({**base, "mapping": {"max_input_size": 256}})
   with pytest.raises(A.UnsupportedRPUConfig, match=r"rpu_config = None: .*names every class in '__class__'"):
     A.from_rpu_config({"device": {}})
+
+
+def test_single_parts():
+  dev = A.device_from_plain({"__class__": "GokmenVlasovPresetDevice", "dw_min": 0.01})
+  assert dev == M.GokmenVlasovPresetDevice(dw_min=0.01)  # an AIHWKit preset keeps its own defaults
+  assert A.device_from_plain({"__class__": "SoftBoundsDevice", "dw_min": 0.5, "w_max": 1.0, "w_min": -1.0}) == \
+      M.SoftBoundsDevice(dw_min=0.5, w_max=1.0, w_min=-1.0)
+  assert A.io_from_plain({"is_perfect": True}) == PERFECT_IO
+  assert A.update_from_plain({"desired_bl": 1, "update_management": False}).desired_bl == 1
+  with pytest.raises(A.UnsupportedRPUConfig) as err:
+    A.device_from_plain({"__class__": "SoftBoundsDevice", "reverse_up": True, "drift": {"nu": 0.1}})
+  assert {(p, v) for p, v, _ in err.value.problems} == {("device.reverse_up", True), ("device.drift.nu", 0.1)}
+  with pytest.raises(A.UnsupportedRPUConfig, match=r"device = 'IdealDevice': not a device mrl_jax models"):
+    A.device_from_plain({"__class__": "IdealDevice"})
+  with pytest.raises(A.UnsupportedRPUConfig, match=r"io = 'UpdateParameters': allowed is an AIHWKit IOParameters"):
+    A.io_from_plain({"__class__": "UpdateParameters"})
+
+
+PRESETS = ("ReRamESPresetDevice", "ReRamSBPresetDevice", "CapacitorPresetDevice", "EcRamPresetDevice",
+           "EcRamMOPresetDevice", "IdealizedPresetDevice", "GokmenVlasovPresetDevice", "PCMPresetDevice")
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_aihwkit_presets_equal_mrl_jax_presets(name):
+  """AIHWKit's preset devices (their recorded defaults) against ``mrl_jax.devices``' hand-written presets: equal in
+  float32, the precision both simulate in (AIHWKit's ReRamSB ``w_min_dtod`` is 0.39999999999999997, ours 0.4)."""
+  got, ours = A.device_from_plain({"__class__": name}), getattr(M, name)()
+  assert type(got) is type(ours)
+  for f in dataclasses.fields(ours):
+    a, b = getattr(got, f.name), getattr(ours, f.name)
+    if isinstance(b, float):
+      assert np.float32(a) == np.float32(b), (f.name, a, b)
+    else:
+      assert a == b, (f.name, a, b)
