@@ -225,3 +225,30 @@ def test_aihwkit_presets_equal_mrl_jax_presets(name):
       assert np.float32(a) == np.float32(b), (f.name, a, b)
     else:
       assert a == b, (f.name, a, b)
+
+
+def _records(node, found):
+  if isinstance(node, dict):
+    if "device_class" in node and "parameters_set" in node:
+      found["device"].append({"__class__": node["device_class"], **node["parameters_set"]})
+    elif "out_noise" in node and "inp_res" in node:
+      found["io"].append(node)
+    for value in node.values():
+      _records(value, found)
+  elif isinstance(node, list):
+    for value in node:
+      _records(value, found)
+  return found
+
+
+def test_every_fixture_device_and_io_record_translates():
+  """The configurations recorded in the AIHWKit fixtures (``meta_json``) all come through the translator, so the
+  fixture tests can build theirs with it."""
+  found = {"device": [], "io": []}
+  for path in sorted(FIXTURES.glob("aihwkit_*.npz")):
+    _records(json.loads(str(np.load(path)["meta_json"])), found)
+  assert len(found["device"]) >= 10 and len(found["io"]) >= 90
+  for record in found["device"]:
+    assert isinstance(A.device_from_plain(record), M.PulsedDevice)
+  for record in found["io"]:
+    assert A.io_from_plain(record).is_perfect == bool(record.get("is_perfect", False))
