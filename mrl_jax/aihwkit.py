@@ -583,7 +583,7 @@ def from_rpu_config(rpu_config, *, warm_start: str = "none", plateau: PlateauRul
       ``TransferCompound``, ``BufferedTransferCompound``, ``ChoppedTransferCompound`` or
       ``DynamicTransferCompound``) | ``DigitalRankUpdateRPUConfig`` (device a ``MixedPrecisionCompound``), or its
       plain form (``to_plain(rpu_config)``, e.g. read back from JSON; omitted fields take AIHWKit's defaults).
-    warm_start: the MRL warm start of a ``TransferCompound`` with 3 or more tiles (``none`` | ``direct`` |
+    warm_start: the MRL warm start of a (buffered) transfer compound with 3 or more tiles (``none`` | ``direct`` |
       ``via_tile1`` | ``cuda_exact``; not an AIHWKit 1.1.0 field: the reference fork's ``set_flags``).
     plateau: the rule that triggers its switches (``MNIST_RULE`` or ``CIFAR_RULE`` as in the reference scripts).
 
@@ -626,8 +626,6 @@ def from_rpu_config(rpu_config, *, warm_start: str = "none", plateau: PlateauRul
         if compound in ("ChoppedTransferCompound", "DynamicTransferCompound"):
           algorithm, config = "chopped_transfer", _chopped(dev, update, seeds)
         elif compound is not None:
-          if warm_start != "none" and compound == "BufferedTransferCompound":
-            root.problem("device", dev.cls, f"warm_start = {warm_start!r} is for TransferCompound only")
           algorithm, config = "transfer_compound", _transfer_compound(dev, update, seeds, warm_start, plateau)
         else:
           dev.problem("", dev.cls, "allowed is one of " + ", ".join(reversed(_TRANSFER_CLASSES)))
