@@ -8,6 +8,8 @@ state (``optax.partition``, ``nnx.Optimizer.opt_state``, vmapped seeds):
 - ``skipped_updates(opt_state)``: the updates the non-finite policy skipped, per tile;
 - ``warm_start(opt_state)``, ``warm_start_target(opt_state)``: a transfer compound's warm-start phase;
 - ``request_switch(opt_state, requested=True)``: ask for (or cancel) a warm-start switch in the next update;
+- ``end_epoch(config, opt_state, epoch_loss)``: feed a custom loop's epoch loss to the warm-start controller
+  (or pass ``epoch_loss=`` to ``update`` on the first step of each epoch);
 - ``*_visible_weights(config, state)``: the visible weights of one algorithm's ``AnalogState``.
 """
 
@@ -16,6 +18,7 @@ from mrl_jax.optim.base import AnalogGradient, AnalogState, StepInfo, is_analog_
 from mrl_jax.optim.chopped import ChoppedLeafState, ChoppedTransfer, DynamicTransfer, chopped_transfer
 from mrl_jax.optim.chopped import visible_weights as chopped_visible_weights
 from mrl_jax.optim.dense import densify
+from mrl_jax.optim.epochs import WarmStartNotFedWarning, end_epoch
 from mrl_jax.optim.compound import (BufferSettings, CompoundLeafState, TransferCompound, WarmStartState,
                                     request_switch, transfer_compound, warm_start, warm_start_target)
 from mrl_jax.optim.compound import visible_weights as compound_visible_weights
