@@ -45,7 +45,7 @@ from mrl_jax.optim.compound import BufferSettings, TransferCompound, transfer_co
 from mrl_jax.optim.dense import densify
 from mrl_jax.optim.mixed_precision import MixedPrecision, mixed_precision
 from mrl_jax.optim.plateau import MNIST_RULE, PlateauRule
-from mrl_jax.optim.presets import MP_COMMIT, Mapping
+from mrl_jax.optim.presets import Mapping
 from mrl_jax.optim.sgd import analog_sgd
 from mrl_jax.pulses import PulseType, UpdateParameters
 
@@ -533,7 +533,7 @@ def _chopped(node: _Node, update, seeds: list):
     return None
 
 
-def _mixed_precision(node: _Node, seeds: list):
+def _mixed_precision(node: _Node, update, seeds: list):
   if not node.is_a("MixedPrecisionCompound"):
     node.problem("", node.cls, "allowed is MixedPrecisionCompound")
     return None
@@ -560,8 +560,9 @@ def _mixed_precision(node: _Node, seeds: list):
   if not granularity and device.granularity != device.dw_min:
     node.problem("granularity", granularity, f"AIHWKit then uses the device granularity {device.granularity}, which "
                  f"differs from its dw_min {device.dw_min}: allowed is an explicit granularity")
-  return _build(node, MixedPrecision, dict(device=device, granularity=rel, transfer_every=transfer_every),
-                node.cls)
+  # The commit is a pulse train with the rpu_config's update parameters, as AIHWKit's.
+  fields = dict(device=device, granularity=rel, transfer_every=transfer_every)
+  return _build(node, MixedPrecision, fields if update is None else {**fields, "update": update}, node.cls)
 
 
 # ---- entry point ---------------------------------------------------------------------------------------------------
@@ -630,8 +631,7 @@ def from_rpu_config(rpu_config, *, warm_start: str = "none", plateau: PlateauRul
         else:
           dev.problem("", dev.cls, "allowed is one of " + ", ".join(reversed(_TRANSFER_CLASSES)))
       else:  # DigitalRankUpdateRPUConfig
-        algorithm, config = "mixed_precision", _mixed_precision(dev, seeds)
-        approximations = (MP_COMMIT,)
+        algorithm, config = "mixed_precision", _mixed_precision(dev, update, seeds)
     if kind != "UnitCellRPUConfig" and warm_start != "none":
       root.problem("", kind, f"warm_start = {warm_start!r} needs a UnitCellRPUConfig with a TransferCompound")
     root.close()
