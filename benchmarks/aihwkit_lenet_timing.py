@@ -12,7 +12,7 @@ Prints ONE JSON line on stdout::
 
 Each value is the median wall time (milliseconds) of one full training step --
 forward, NLL loss backward and ``AnalogSGD.step()`` -- of the fully analog
-LeNet-5 of the MRL MNIST experiment (``mrl-algorithm.md`` §8.1):
+LeNet-5 of the MRL MNIST experiment (``mrl_jax/models/lenet.py``):
 
     AnalogConv2d(1->16, k5) -> Tanh -> MaxPool2 -> AnalogConv2d(16->32, k5) -> Tanh
     -> MaxPool2 -> Tanh -> Flatten(512) -> AnalogLinear(512->128) -> Tanh
@@ -29,7 +29,7 @@ on an oversubscribed machine a step can be ~50x slower than on an idle one, so
 run it on a quiet machine (or with ``--threads 1``) and compare the
 ``threads`` field.
 
-Settings (``mrl-algorithm.md`` §8.1/§8.3, ``aihwkit-semantics.md`` §4.1):
+Settings (``mrl_jax/optim/presets.py``, ``docs/seed-parity.md``):
 
 * ``FP``: ``FloatingPointRPUConfig()``.
 * ``TT-v1``: ``TransferCompound`` of 2 x ``SoftBoundsDevice(w_min=-1, w_max=1,

@@ -50,7 +50,7 @@ def optimizer(setting: str, params, engine: str):
   elif setting == "TT-v1":
     analog = optim.transfer_compound(optim.ttv1(4).replace(engine=engine), lr, key=0)
   else:
-    analog = optim.transfer_compound(optim.resl_mnist(4).replace(engine=engine), lr, key=0)
+    analog = optim.transfer_compound(optim.mrl_mnist(4).replace(engine=engine), lr, key=0)
   return analog_partition(analog, optax.sgd(lr), params)
 
 

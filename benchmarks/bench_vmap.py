@@ -32,9 +32,9 @@ def bench(n_seeds: int, steps: int, setting: str) -> float:
 
   def make_tx(key):
     if setting == "SGD":
-      analog = optim.analog_sgd(optim.resl_mnist(4).device, 0.05, key=key)
+      analog = optim.analog_sgd(optim.mrl_mnist(4).device, 0.05, key=key)
     else:
-      analog = optim.transfer_compound(optim.resl_mnist(4), 0.05, key=key)
+      analog = optim.transfer_compound(optim.mrl_mnist(4), 0.05, key=key)
     return analog_partition(analog, optax.sgd(0.05), template)
 
   step = train_step_fn(nnx.graphdef(make_model(jax.random.key(0))), make_tx(jax.random.key(0)))

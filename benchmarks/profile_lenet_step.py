@@ -54,7 +54,7 @@ def median_ms(fn, steps: int, warmup: int = 3) -> float:
 
 
 def analog_config(setting: str):
-  return optim.ttv1(4) if setting == "TT-v1" else optim.resl_mnist(4)
+  return optim.ttv1(4) if setting == "TT-v1" else optim.mrl_mnist(4)
 
 
 def make_tx(setting: str, params):

@@ -429,7 +429,7 @@ def fair_config(args):
   """The analog configuration of ``args.setting`` under the fair preset (a device for SGD, None for FP)."""
   n, io = args.n_states, transfer_read_io(args)
   if args.setting == "ResL":
-    cfg = optim.resl_cifar(n, n_tiles=args.tiles, gamma=args.gamma, warm_start=args.warm_start, transfer_io=io)
+    cfg = optim.mrl_cifar(n, n_tiles=args.tiles, gamma=args.gamma, warm_start=args.warm_start, transfer_io=io)
     return cfg.replace(engine=args.engine)
   if args.setting == "TTv1":
     return optim.ttv1(n, fast_lr=0.1, transfer_io=io).replace(engine=args.engine)
@@ -461,7 +461,7 @@ def make_optimizer(args, params, steps_per_epoch: int):
   elif args.setting in ("TTv3", "TTv4"):
     analog = optim.chopped_transfer(cfg, lr, key=key, engine=args.engine)
   elif args.setting == "MP":
-    analog = optim.mixed_precision(cfg, lr, key=key)
+    analog = optim.mixed_precision(cfg, lr, key=key, engine=args.engine)
   elif args.setting == "SGD":
     analog = optim.analog_sgd(cfg, lr, key=key, engine=args.engine)
   else:  # FP: the reference's "FP SGD", AnalogSGD on floating-point tiles = plain SGD, no momentum

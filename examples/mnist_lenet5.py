@@ -148,8 +148,8 @@ def fair_config(args):
   if args.setting == "ResL":
     # A warm start needs a tile between the gradient tile and the target, so K = 2 runs without one.
     warm_start = args.warm_start if args.tiles >= 3 else "none"
-    return optim.resl_mnist(n, n_tiles=args.tiles, gamma=args.gamma, warm_start=warm_start,
-                            transfer_io=io).replace(engine=args.engine)
+    return optim.mrl_mnist(n, n_tiles=args.tiles, gamma=args.gamma, warm_start=warm_start,
+                           transfer_io=io).replace(engine=args.engine)
   if args.setting in ("TTv1", "TTv2"):
     preset = optim.ttv1 if args.setting == "TTv1" else optim.ttv2
     return preset(n, transfer_io=io).replace(engine=args.engine)
@@ -186,7 +186,7 @@ def make_optimizer(args, params, steps_per_epoch: int, key=None):
   elif args.setting in ("TTv3", "TTv4"):
     analog = optim.chopped_transfer(cfg, lr, key=key, engine=args.engine)
   elif args.setting == "MP":
-    analog = optim.mixed_precision(cfg, lr, key=key)
+    analog = optim.mixed_precision(cfg, lr, key=key, engine=args.engine)
   elif args.setting == "SGD":
     analog = optim.analog_sgd(cfg, lr, key=key, engine=args.engine)
   else:

@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from mrl_jax.analog_state import path_str, weight_states
 from mrl_jax.devices import DeviceParams, PulsedDevice
 from mrl_jax.io import IOParameters, analog_mvm
 from mrl_jax.pulses import UpdateParameters
@@ -104,10 +105,22 @@ def count_skipped(state: TileState, finite) -> TileState:
 
 
 def skipped_updates(tree) -> dict:
-  """``{path: int32 count}`` of the updates the non-finite policy skipped, for every ``TileState`` in
-  ``tree`` (an optimizer or training state; batched counts under vmap)."""
-  found = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda n: isinstance(n, TileState))[0]
-  return {jax.tree_util.keystr(path): node.skipped for path, node in found if isinstance(node, TileState)}
+  """``{path: int32 count}`` of the updates the non-finite policy skipped, for every tile of every analog weight
+  in ``tree`` (an optimizer or training state; batched counts under vmap).
+
+  ``path`` is the weight's params path as ``jax.tree_util.keystr`` writes it, then the tile's place in the
+  weight's device state: ``"['l1']['weight'].tiles[0]"`` (``analog_state.weight_states``).
+  """
+  out = {}
+  for path, leaf in weight_states(tree).items():
+    for tile_path, node in jax.tree_util.tree_flatten_with_path(leaf, is_leaf=_is_tile)[0]:
+      if _is_tile(node):
+        out[path_str(path) + jax.tree_util.keystr(tile_path)] = node.skipped
+  return out
+
+
+def _is_tile(node) -> bool:
+  return isinstance(node, TileState)
 
 
 def post_update_step(state: TileState, device: PulsedDevice, key) -> TileState:

@@ -50,7 +50,7 @@ K, PERIODS, IN = 4, (2, 4, 8, 16), 5
 
 
 def expected_schedule(mode, steps, switch_steps):
-  """The spec's schedule (mrl-algorithm.md §5.2-5.5, §7) as plain Python: {step: {(src, dst, col)}}, the final
+  """The warm-start and cascade schedule (``compound._warm_hop``, ``step_leaf``) as plain Python: {step: {(src, dst, col)}}, the final
   pointers, and {step: [src]} of pointer moves without a write (``direct`` at target 0: the fork's CPU code)."""
   cuda_like = mode in ("via_tile1", "cuda_exact")
   target = K - 1 if mode != "none" else -1
@@ -125,14 +125,14 @@ def test_mrl_transfer_schedule(mode):
 
 
 def test_preset_schedules():
-  mnist, cifar = O.resl_mnist(4), O.resl_cifar(4)
+  mnist, cifar = O.mrl_mnist(4), O.mrl_cifar(4)
   assert mnist.transfer_every == (2, 10, 50, 250, 1250, 6250, 31250)
   np.testing.assert_allclose(mnist.transfer_lr, [0.1 * 1.2 ** (6 - k) for k in range(7)])
   np.testing.assert_allclose(mnist.gammas, [0.5 ** (6 - k) for k in range(7)])
   assert not mnist.scale_transfer_lr and mnist.device.dw_min == 0.5
   assert cifar.transfer_every == (3, 6, 12, 24, 48, 96, 192, 384) and cifar.scale_transfer_lr
   np.testing.assert_allclose(cifar.transfer_lr, [0.3 * 1.2 ** (7 - k) for k in range(8)])
-  assert O.resl_mnist(10).device.dw_min == pytest.approx(0.2)
+  assert O.mrl_mnist(10).device.dw_min == pytest.approx(0.2)
 
 
 # ---- plateau controller --------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_mrl_beats_tiki_taka_and_sgd_on_least_squares():
   """4-state SoftBounds devices, 3 seeds: mean final loss of MRL below TT-v1, TT-v2 and analog SGD."""
   lr = 0.1
   algos = {
-      "mrl": lambda s: O.transfer_compound(O.resl_mnist(4, transfer_io=PERFECT_IO), lr, key=s),
+      "mrl": lambda s: O.transfer_compound(O.mrl_mnist(4, transfer_io=PERFECT_IO), lr, key=s),
       "ttv1": lambda s: O.transfer_compound(O.ttv1(4), lr, key=s),
       "ttv2": lambda s: O.transfer_compound(O.ttv2(4), lr, key=s),
       "sgd": lambda s: O.analog_sgd(M.limited_state_soft_bounds(4), lr, key=s),
@@ -215,8 +215,8 @@ def test_mrl_beats_tiki_taka_and_sgd_on_least_squares():
 
 def test_no_recompilation_and_vmap_over_seeds():
   traces = []
-  cfg = O.resl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.1, 0.1),
-                                           warm_start="direct")
+  cfg = O.mrl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.1, 0.1),
+                                          warm_start="direct")
   grads = {"w": AnalogGradient(jnp.ones((2, 4)) * 0.5, jnp.ones((2, 3)) * 0.1)}
   params = {"w": jnp.zeros((3, 4), jnp.float32)}
 
@@ -245,8 +245,8 @@ def test_no_recompilation_and_vmap_over_seeds():
 def test_vmapped_seeds_with_shared_count_equal_single_runs(mode):
   """Seeds vmapped with an unbatched ``count`` (sweeps) == each seed run alone, bit for bit, while the
   seeds sit in different warm-start phases (one is switched down to the cascade, the others are not)."""
-  cfg = O.resl_mnist(4, n_tiles=4).replace(transfer_every=(2.0, 3.0, 6.0, 0.0), transfer_lr=(0.4, 0.3, 0.2, 0.1),
-                                           warm_start=mode)
+  cfg = O.mrl_mnist(4, n_tiles=4).replace(transfer_every=(2.0, 3.0, 6.0, 0.0), transfer_lr=(0.4, 0.3, 0.2, 0.1),
+                                          warm_start=mode)
   params = {"w": jnp.zeros((3, 5), jnp.float32)}
   xs = jax.random.uniform(jax.random.key(5), (13, 2, 5), minval=-1, maxval=1)
   ds = jax.random.uniform(jax.random.key(6), (13, 2, 3), minval=-0.5, maxval=0.5)

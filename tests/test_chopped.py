@@ -325,7 +325,7 @@ def test_validation_of_combinations_and_types():
   with pytest.raises(TypeError, match="device must be a PulsedDevice"):
     ChoppedTransfer(device="ConstantStep")
   with pytest.raises(TypeError, match="ChoppedTransfer"):
-    chopped_transfer(M.ConstantStepDevice())
+    chopped_transfer(M.ConstantStepDevice(), key=0)
   defaults = DynamicTransfer(device=CLEAN_CS)
   assert not defaults.in_chop_random and defaults.tail_weightening == 5.0 and defaults.buffer_cap == 0.0
   assert ChoppedTransfer(device=CLEAN_CS).in_chop_random

@@ -47,7 +47,7 @@ def _analog_layers(model):
 def test_resnet18_ddd_aaa_structure():
   model = nnx.eval_shape(lambda: ResNet((2, 2, 2, 2), ("D", "D", "D", "A", "A", "A"), rngs=nnx.Rngs(0)))
   analog = {path: tuple(m.weight.shape) for path, m in _analog_layers(model).items()}
-  assert analog == {  # the tiles of mrl-algorithm.md §8.2
+  assert analog == {  # the analog tiles of the reference CIFAR-Resnet.py
       "layer3/0/conv1": (256, 1152), "layer3/0/conv2": (256, 2304), "layer3/0/shortcut_conv": (256, 128),
       "layer3/1/conv1": (256, 2304), "layer3/1/conv2": (256, 2304),
       "layer4/0/conv1": (512, 2304), "layer4/0/conv2": (512, 4608), "layer4/0/shortcut_conv": (512, 256),

@@ -273,10 +273,10 @@ def test_other_scripts_reject_a_bad_learning_rate(name, capsys):
 
 
 FACTORIES = {
-    "transfer_compound": lambda lr: optim.transfer_compound(optim.resl_mnist(4), lr),
-    "analog_sgd": lambda lr: optim.analog_sgd(M.limited_state_soft_bounds(4), lr),
-    "chopped_transfer": lambda lr: optim.chopped_transfer(optim.ttv3(4), lr),
-    "mixed_precision": lambda lr: optim.mixed_precision(optim.mixed_precision_preset(4), lr),
+    "transfer_compound": lambda lr: optim.transfer_compound(optim.mrl_mnist(4), lr, key=0),
+    "analog_sgd": lambda lr: optim.analog_sgd(M.limited_state_soft_bounds(4), lr, key=0),
+    "chopped_transfer": lambda lr: optim.chopped_transfer(optim.ttv3(4), lr, key=0),
+    "mixed_precision": lambda lr: optim.mixed_precision(optim.mixed_precision_preset(4), lr, key=0),
 }
 
 
@@ -334,7 +334,7 @@ def _interrupting_fit(out_dir, signals_at: dict):
   from tests.tiny_mlp import TinyMLP
   images, labels = data.embedded_mnist("train")
   model = TinyMLP(8, nnx.Rngs(0))
-  tx = analog_partition(optim.analog_sgd(M.limited_state_soft_bounds(4), 0.05), optax.sgd(0.05),
+  tx = analog_partition(optim.analog_sgd(M.limited_state_soft_bounds(4), 0.05, key=0), optax.sgd(0.05),
                         nnx.state(model, nnx.Param))
   calls = []
 

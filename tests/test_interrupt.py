@@ -29,7 +29,7 @@ TRAIN = textwrap.dedent("""
     train, test = (images[:400], labels[:400]), (images[400:600], labels[400:600])
     model = TinyMLP(32, nnx.Rngs(0))
     params = nnx.state(model, nnx.Param)
-    cfg = optim.resl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.15, 0.1))
+    cfg = optim.mrl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.15, 0.1))
     tx = analog_partition(optim.transfer_compound(cfg, 0.05, key=1), optax.sgd(0.05), params)
     to_input = data.to_float
     if slow:  # give the parent time to kill us mid-epoch

@@ -61,7 +61,7 @@ def _loss(model, x, y):
 
 
 def _optimizers():
-  mrl = optim.resl_mnist(4, n_tiles=3).replace(transfer_every=(1.0, 1.0, 1.0), transfer_lr=(0.2, 0.2, 0.2))
+  mrl = optim.mrl_mnist(4, n_tiles=3).replace(transfer_every=(1.0, 1.0, 1.0), transfer_lr=(0.2, 0.2, 0.2))
   dev = M.limited_state_soft_bounds(4)
   return {"mrl": optim.transfer_compound(mrl, 0.1, key=1), "ttv2": optim.transfer_compound(optim.ttv2(4), 0.1, key=1),
           "mp": optim.mixed_precision(optim.mixed_precision_preset(4), 0.1, key=1),

@@ -191,12 +191,12 @@ def test_script_options():
 def test_unsupported_fields_refuse_unless_approximated():
   """Self transfers are kept in the data; using them raises, naming the field."""
   v3 = P.resnet_cifar10_reference("TTv3")
-  v3.analog_optimizer(0.1)  # the omega mapping is modelled (in the layers)
-  P.lenet5_mnist_reference("mp").analog_optimizer(0.05)  # so is AIHWKit's MP commit
+  v3.analog_optimizer(0.1, key=0)  # the omega mapping is modelled (in the layers)
+  P.lenet5_mnist_reference("mp").analog_optimizer(0.05, key=0)  # so is AIHWKit's MP commit
   with pytest.raises(ValueError, match="approximate = 'no_self_transfer' is invalid for CIFAR-Resnet.py TT-v3"):
-    v3.analog_optimizer(0.1, approximate=("no_self_transfer",))
+    v3.analog_optimizer(0.1, key=0, approximate=("no_self_transfer",))
   with pytest.raises(NotImplementedError, match="no_self_transfer"):
-    P.resnet_cifar10_reference("TTv1", self_transfer=True).analog_optimizer(0.1)
+    P.resnet_cifar10_reference("TTv1", self_transfer=True).analog_optimizer(0.1, key=0)
   with pytest.raises(ValueError, match="allowed is nothing"):
     P.lenet5_mnist_reference("ResL").check_supported(("mapping.weight_scaling_omega",))
 
@@ -407,8 +407,8 @@ def test_cifar_label_smoothing_as_coded():
 def test_request_switch_has_set_flags_semantics():
   """``tile.set_flags``: the flag is overwritten (False after True cancels), several True are one switch, and
   once the cascade runs requests do nothing."""
-  cfg = O.resl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.1, 0.1),
-                                           warm_start="direct", engine="jnp")
+  cfg = O.mrl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.1, 0.1),
+                                          warm_start="direct", engine="jnp")
   tx = O.transfer_compound(cfg, 0.05, key=0)
   params = {"w": jnp.zeros((3, 4), jnp.float32)}
   grads = {"w": AnalogGradient(jnp.full((1, 4), 0.1), jnp.full((1, 3), 0.1))}

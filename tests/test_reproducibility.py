@@ -26,7 +26,7 @@ TRAIN = textwrap.dedent("""
     images, labels = data.embedded_mnist("train")
     model = TinyMLP(16, nnx.Rngs(0))
     params = nnx.state(model, nnx.Param)
-    cfg = optim.resl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.15, 0.1))
+    cfg = optim.mrl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.15, 0.1))
     tx = analog_partition(optim.transfer_compound(cfg, 0.05, key=1), optax.sgd(0.05), params)
     fit_cfg = FitConfig(epochs=2, batch_size=8, progress=False)
     _, history, state = fit(model, tx, (images[:160], labels[:160]), (images[160:224], labels[160:224]), fit_cfg,

@@ -20,7 +20,7 @@ class _Net(nnx.Module):
 
 
 def _mrl():
-  return optim.resl_mnist(4, n_tiles=3).replace(transfer_every=(1.0, 2.0, 4.0), transfer_lr=(0.2, 0.1, 0.1))
+  return optim.mrl_mnist(4, n_tiles=3).replace(transfer_every=(1.0, 2.0, 4.0), transfer_lr=(0.2, 0.1, 0.1))
 
 
 def test_weight_states_are_keyed_like_nnx_state_paths():
@@ -50,7 +50,13 @@ def test_request_switch_on_a_partitioned_state_and_an_nnx_optimizer():
   loss = lambda m, x: jnp.mean(m(x) ** 2)
   _, grads = nn.value_and_analog_grad(loss)(model, jnp.ones((2, 4)))
   optimizer.update(model, grads)
-  assert int(optim.warm_start_target(optimizer.opt_state)) == 1
+  assert int(optim.warm_start_target(optimizer.opt_state)[...]) == 1
+  for _ in range(2):  # nnx.Optimizer keeps the device states as they are (they sit outside the params' Variables)
+    _, grads = nn.value_and_analog_grad(loss)(model, jnp.ones((2, 4)))
+    optimizer.update(model, grads)
+  found = optim.weight_states(optimizer.opt_state)
+  assert set(found) == {("l1", "weight"), ("blocks", 0, "weight")}
+  assert all(isinstance(leaf, optim.CompoundLeafState) for leaf in found.values())
 
 
 def test_warm_start_accessors_without_a_compound():

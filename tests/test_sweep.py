@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent("""
     # No biases: every parameter is an analog weight, so the whole state is device state.
     make_model = lambda key: TinyMLP(16, nnx.Rngs(params=key), use_bias=False)
     template = nnx.state(make_model(jax.random.key(0)), nnx.Param)
-    cfg = optim.resl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.15, 0.1))
+    cfg = optim.mrl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.15, 0.1))
     make_tx = lambda key: analog_partition(optim.transfer_compound(cfg, 0.05, key=key), optax.sgd(0.05), template)
     graphdef = nnx.graphdef(make_model(jax.random.key(0)))
     # One evaluation program for both modes' final states (each copied to the host first).

@@ -33,7 +33,7 @@ def _subset(n_train=256, n_test=128):
 def _mrl_run(out_dir, epochs, resume=False):
   model = LeNet5(rngs=nnx.Rngs(0))
   params = nnx.state(model, nnx.Param)
-  tx = analog_partition(optim.transfer_compound(optim.resl_mnist(4), 0.05, key=1), optax.sgd(0.05), params)
+  tx = analog_partition(optim.transfer_compound(optim.mrl_mnist(4), 0.05, key=1), optax.sgd(0.05), params)
   train, test = _subset(n_train=512)
   fit_cfg = FitConfig(epochs=epochs, batch_size=8, out_dir=str(out_dir), resume=resume, progress=False, seed=3)
   return fit(model, tx, train, test, fit_cfg, to_input=data.to_float)
@@ -75,7 +75,7 @@ def test_steps_per_dispatch_equals_single_steps():
   def run(k):
     model = TinyMLP(16, nnx.Rngs(0))
     params = nnx.state(model, nnx.Param)
-    cfg = optim.resl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.15, 0.1))
+    cfg = optim.mrl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.15, 0.1))
     tx = analog_partition(optim.transfer_compound(cfg, 0.05, key=1), optax.sgd(0.05), params)
     train, test = _subset(n_train=80, n_test=64)  # 10 batches of 8: with k = 6 two dispatches of 5 steps
     fit_cfg = FitConfig(epochs=2, batch_size=8, progress=False, steps_per_dispatch=k)

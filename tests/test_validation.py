@@ -96,7 +96,7 @@ BAD = [
     (lambda: O.MixedPrecision(device=M.SoftBoundsDevice(), granularity=0.0), ValueError, r"granularity = 0\.0"),
     (lambda: PlateauRule(rule="loss_fall"), ValueError, r"rule = 'loss_fall'"),
     (lambda: PlateauRule(window=3, min_violations=4), ValueError, r"min_violations = 4 .* \[1, window = 3\]"),
-    (lambda: O.analog_sgd("softbounds", 0.1), TypeError, r"analog_sgd: device must be a PulsedDevice"),
+    (lambda: O.analog_sgd("softbounds", 0.1, key=0), TypeError, r"analog_sgd: device must be a PulsedDevice"),
     # layers
     (lambda: mnn.AnalogLinear(0, 3, rngs=nnx.Rngs(0)), ValueError, r"AnalogLinear\.in_features = 0 .* >= 1"),
     (lambda: mnn.AnalogConv2d(1, 2, (3, 3, 3), rngs=nnx.Rngs(0)), ValueError, r"kernel_size = \(3, 3, 3\)"),

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from mrl_jax import _checks
 from mrl_jax.analog_state import AnalogState, is_leaf_state
@@ -103,41 +104,39 @@ def check_analog_gradient(g: Any, weight_shape) -> AnalogGradient:
   return g
 
 
-def tree_map_analog(fn: Callable, updates, *rest):
-  """``jax.tree.map`` over the analog leaves: ``AnalogGradient`` nodes of ``updates`` and the matching
-  subtrees of ``rest`` (states, params). Masked nodes are skipped."""
-  return jax.tree.map(fn, updates, *rest, is_leaf=lambda n: is_analog_gradient(n) or is_masked(n))
-
-
-class _Pair(NamedTuple):
-  update: Any
-  state: Any
+def _is_analog_node(node) -> bool:
+  return is_analog_gradient(node) or is_masked(node)
 
 
 def map_analog_leaves(fn: Callable, updates, states, params, keys):
   """Applies ``fn(grad, state, weight, key) -> (update, new_state)`` to every analog leaf.
 
-  Masked leaves (``optax.MaskedNode``) pass through. Returns ``(updates, states)`` trees.
+  ``updates``, ``params`` and ``keys`` share the params' structure; ``states`` (the device states) has the same
+  leaves in the same order without the params' nnx Variables (``init_leaves``). Masked leaves
+  (``optax.MaskedNode``) pass through. Returns ``(updates, states)`` trees.
   """
-
-  def one(g, s, w, k):
-    return _Pair(g, s) if is_masked(g) else _Pair(*fn(g, s, w, k))
-
-  pairs = tree_map_analog(one, updates, states, params, keys)
-  is_pair = lambda n: isinstance(n, _Pair)
-  return (jax.tree.map(lambda p: p.update, pairs, is_leaf=is_pair),
-          jax.tree.map(lambda p: p.state, pairs, is_leaf=is_pair))
+  grads, treedef = jax.tree.flatten(updates, is_leaf=_is_analog_node)
+  leaves, state_def = jax.tree.flatten(states, is_leaf=lambda n: is_leaf_state(n) or is_masked(n))
+  new_updates, new_states = [], []
+  for g, s, w, k in zip(grads, leaves, treedef.flatten_up_to(params), treedef.flatten_up_to(keys), strict=True):
+    u, s = (g, s) if is_masked(g) else fn(g, s, w, k)
+    new_updates.append(u)
+    new_states.append(s)
+  return treedef.unflatten(new_updates), state_def.unflatten(new_states)
 
 
 def init_leaves(key, params, make_leaf: Callable):
   """``(run_key, leaves)``: ``make_leaf(weight, key)`` for every unmasked weight of ``params``.
 
   The construction keys come from one half of ``key``, the returned run key (pulses, reads) from the other.
+  ``leaves`` has the structure of ``params`` without its nnx Variables: a device state is a plain PyTree of arrays,
+  which ``nnx.Optimizer`` keeps as it is (inside a Variable it would turn it into an ``nnx.State``).
   """
   k_init, k_run = jax.random.split(key)
   keys = leaf_keys(k_init, params)
   leaves = jax.tree.map(lambda w, k: w if is_masked(w) else make_leaf(w, k), params, keys, is_leaf=is_masked)
-  return k_run, leaves
+  is_variable = lambda n: isinstance(n, nnx.Variable)
+  return k_run, jax.tree.map(lambda v: v.get_value() if is_variable(v) else v, leaves, is_leaf=is_variable)
 
 
 # ---- the per-weight combinator --------------------------------------------------------------------
@@ -168,7 +167,8 @@ def per_weight(name: str, learning_rate: ScalarOrSchedule, key, *, init_leaf: Ca
   Args:
     name: the factory's name, for messages.
     learning_rate: SGD learning rate or schedule.
-    key: PRNG key or int seed; one half draws every weight's construction key, the other its pulses.
+    key: PRNG key or integer seed (``as_key``); one half draws every weight's construction key, the other its
+      pulses.
     init_leaf: ``(weights, key) -> leaf`` the device state of a ``float32[out, in]`` weight.
     step_leaf: ``(leaf, grad, info, key) -> leaf`` one update of one weight (``grad`` an ``AnalogGradient``,
       ``info`` a ``StepInfo``).
@@ -230,8 +230,20 @@ def leaf_keys(key, tree):
   return jax.tree.unflatten(treedef, [jax.random.fold_in(key, i) for i in range(len(leaves))])
 
 
-def as_key(key):
-  """Accepts ``jax.random.key`` typed keys and integer seeds."""
-  if isinstance(key, int):
+def as_key(key) -> jax.Array:
+  """A PRNG key from ``key``: a ``jax.random.key`` (or legacy ``uint32[2]`` key) as it is, an integer seed through
+  ``jax.random.key``. The seed may be a Python int or an integer scalar array, which is what
+  ``optax.inject_hyperparams`` makes of an int argument.
+
+  Raises:
+    TypeError: anything else, naming its type.
+  """
+  if isinstance(key, int) and not isinstance(key, bool):
     return jax.random.key(key)
-  return key
+  if isinstance(key, (jax.Array, np.ndarray, np.integer)):
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or (key.dtype == jnp.uint32 and key.shape == (2,)):
+      return key
+    if jnp.issubdtype(key.dtype, jnp.integer) and key.ndim == 0:
+      return jax.random.key(key)
+    raise TypeError(f"key must be a PRNG key or an integer seed, got an array {key.dtype}{list(key.shape)}")
+  raise TypeError(f"key must be a PRNG key or an integer seed, got {type(key).__name__}")

@@ -1,5 +1,6 @@
 """Chopped Tiki-Taka (TT-v3 / c-TTv2) and AGAD (TT-v4) as optax transformations — AIHWKit 1.1.0's
-``ChoppedTransferCompound`` and ``DynamicTransferCompound`` (``aihwkit-semantics.md`` §4.3, §4.4).
+``ChoppedTransferCompound`` and ``DynamicTransferCompound`` (the plain-numpy model of both and the AIHWKit traces
+in ``tests/test_chopped.py``, ``tests/fixtures/aihwkit_transfer.npz``).
 
 Two tiles per analog weight: the fast tile A receives the gradient, the visible tile C receives whole
 device steps from a digital buffer H (γ = 0, so the visible weight is C). Per row of the batch, in order:
@@ -173,7 +174,7 @@ class ChoppedTransfer:
     return int(math.floor(te + 0.5))
 
   def buffer_granularity_of(self, in_size: int) -> np.float32:
-    """``bg`` of §4.3, in float32 and AIHWKit's order."""
+    """The buffer granularity ``bg`` (threshold of H), in float32 and AIHWKit's order."""
     dw_a = _f32(self.device_of(0).granularity)
     bg = _f32(self.buffer_granularity)
     if self.auto_granularity > 0:
@@ -431,7 +432,7 @@ def step_leaf(cfg: ChoppedTransfer, leaf: ChoppedLeafState, grad: base.AnalogGra
   return leaf._replace(tiles=[post_update_step(t, cfg.device_of(k), keys[-1, k]) for k, t in enumerate(leaf.tiles)])
 
 
-def chopped_transfer(config: ChoppedTransfer, learning_rate: base.ScalarOrSchedule = 1.0, key=0, *,
+def chopped_transfer(config: ChoppedTransfer, learning_rate: base.ScalarOrSchedule = 1.0, *, key,
                      engine: Optional[Engine] = None) -> optax.GradientTransformationExtraArgs:
   """An optax transformation running a chopped compound (TT-v3) or AGAD (TT-v4, ``DynamicTransfer``)
   on every analog weight.
@@ -440,7 +441,7 @@ def chopped_transfer(config: ChoppedTransfer, learning_rate: base.ScalarOrSchedu
     config: ``ChoppedTransfer`` or ``DynamicTransfer``.
     learning_rate: SGD learning rate or schedule (scales the transfer rate when ``scale_transfer_lr``,
       and the gradient write when ``fast_lr`` is None or ``scale_fast_lr``).
-    key: PRNG key or int seed of the device parameters (construction), pulses, reads and choppers.
+    key: PRNG key or integer seed of the device parameters (construction), pulses, reads and choppers.
     engine: pulsed-update engine, ``auto`` | ``native`` | ``jnp`` (None: ``config.engine``).
 
   Returns:

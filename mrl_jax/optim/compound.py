@@ -11,7 +11,8 @@ Per mini-batch (``step`` counts mini-batches; AIHWKit counts rows and converts):
      AIHWKit 1.1.0; ``scale_fast_lr`` multiplies it by the SGD lr as in 1.2.0);
   2. transfers: the warm-start hop while the warm-start target is ≥ 0, afterwards the cascade
      ``k → k+1`` every ``transfer_every[k]`` mini-batches at rate ``transfer_lr[k]`` (× SGD lr when
-     ``scale_transfer_lr``). See ``mrl-algorithm.md`` §5 for the warm-start modes.
+     ``scale_transfer_lr``). ``_warm_hop`` states the warm-start modes; ``expected_schedule`` in
+     ``tests/test_algorithms.py`` writes the whole schedule out as plain Python.
 """
 
 from __future__ import annotations
@@ -404,7 +405,7 @@ def post_update(cfg: TransferCompound, leaf: CompoundLeafState, key) -> Compound
   return leaf._replace(tiles=[post_update_step(t, cfg.device_of(k), keys[k]) for k, t in enumerate(leaf.tiles)])
 
 
-def transfer_compound(config: TransferCompound, learning_rate: base.ScalarOrSchedule = 1.0, key=0, *,
+def transfer_compound(config: TransferCompound, learning_rate: base.ScalarOrSchedule = 1.0, *, key,
                       engine: Optional[Engine] = None) -> optax.GradientTransformationExtraArgs:
   """An optax transformation running ``config`` on every analog weight.
 
@@ -412,7 +413,7 @@ def transfer_compound(config: TransferCompound, learning_rate: base.ScalarOrSche
     config: the compound configuration.
     learning_rate: SGD learning rate or schedule (scales transfers when ``scale_transfer_lr``, and the
       gradient write when ``fast_lr`` is None or ``scale_fast_lr``).
-    key: PRNG key or int seed of the device parameters (construction) and of all pulses.
+    key: PRNG key or integer seed of the device parameters (construction) and of all pulses.
     engine: pulsed-update engine, ``auto`` | ``native`` | ``jnp`` (None: ``config.engine``).
 
   Returns:

@@ -21,7 +21,7 @@ first row of the next mini-batch.)
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,7 @@ from mrl_jax.devices import PulsedDevice
 from mrl_jax.optim import base
 from mrl_jax.pulses import UpdateParameters
 from mrl_jax.tile import TileState, count_skipped, init_tile, post_update_step, tile_update
+from mrl_jax.update import Engine
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,14 +72,15 @@ class MixedPrecision:
 
 
 class MixedPrecisionLeafState(NamedTuple):
+  """Device state of one analog weight under mixed precision.
+
+  Attributes:
+    tile: the analog tile (its weights are the visible ones).
+    chi: float32[out, in] digital accumulator χ of the SGD increments not yet committed.
+  """
+
   tile: TileState
   chi: jax.Array
-
-
-class MixedPrecisionState(NamedTuple):
-  count: jax.Array
-  key: jax.Array
-  leaves: object
 
 
 def commit_counts(chi, eps):
@@ -109,43 +111,55 @@ def commit(config: MixedPrecision, tile: TileState, n, key) -> TileState:
   return tile_update(tile, config.device, config.commit_update, n, d, eps, key, engine=config.engine)
 
 
-def mixed_precision(config: MixedPrecision, learning_rate: base.ScalarOrSchedule, key=0):
-  """Mixed-precision training of every analog weight (see the module docstring)."""
-  base.check_learning_rate(learning_rate, "mixed_precision")
-  key = base.as_key(key)
+def mixed_precision(config: MixedPrecision, learning_rate: base.ScalarOrSchedule, *, key,
+                    engine: Optional[Engine] = None) -> optax.GradientTransformationExtraArgs:
+  """Mixed-precision training of every analog weight (see the module docstring).
+
+  Args:
+    config: the mixed-precision settings.
+    learning_rate: SGD learning rate or schedule (the rate of the digital accumulation).
+    key: PRNG key or integer seed of the device parameters and the commits' pulses.
+    engine: pulsed-update engine, ``auto`` | ``native`` | ``jnp`` (None: ``config.engine``).
+
+  Returns:
+    ``optax.GradientTransformationExtraArgs`` over ``base.AnalogState`` (leaves ``MixedPrecisionLeafState``).
+  """
+  if engine is not None:
+    config = config.replace(engine=engine)
   eps = jnp.float32(config.granularity * config.device.dw_min)
 
-  def init_fn(params):
-    k_run, leaves = base.init_leaves(key, params, lambda w, k: MixedPrecisionLeafState(
-        init_tile(k, config.device, w.shape, w), jnp.zeros(w.shape, jnp.float32)))
-    return MixedPrecisionState(jnp.int32(0), k_run, leaves)
+  def init_leaf(w, k) -> MixedPrecisionLeafState:
+    return MixedPrecisionLeafState(init_tile(k, config.device, w.shape, w), jnp.zeros(w.shape, jnp.float32))
 
-  def update_fn(updates, state, params=None, *, count=None, **extra):
-    del extra
-    lr = base.learning_rate_at(learning_rate, state.count)
-    keys = base.leaf_keys(jax.random.fold_in(state.key, state.count), params)
-    step = base.schedule_count(state.count, count)
-    # AIHWKit (CUDA): checked before the counter advances, and never at update 0.
-    do_commit = (step > 0) & (step % config.transfer_every == 0)
+  def step_leaf(leaf: MixedPrecisionLeafState, g, info: base.StepInfo, k) -> MixedPrecisionLeafState:
+    lr = info.lr
+    finite = jnp.all(jnp.isfinite(g.x)) & jnp.all(jnp.isfinite(g.d)) & jnp.isfinite(lr)
+    # Non-finite operands are zeroed as well as the rate: 0·inf would still poison χ.
+    chi = leaf.chi - jnp.where(finite, lr, 0) * jnp.matmul(
+        jnp.where(finite, g.d, 0).T, jnp.where(finite, g.x, 0), precision=jax.lax.Precision.HIGHEST)
+    k_pulse, k_post = jax.random.split(k)
+    # AIHWKit (CUDA): checked before the counter advances (updates before this one: info.step − 1), never at 0.
+    before = info.step - 1
+    do_commit = (before > 0) & (before % config.transfer_every == 0)
 
-    def one(g, leaf: MixedPrecisionLeafState, w, k):
-      base.check_analog_gradient(g, w.shape)
-      finite = jnp.all(jnp.isfinite(g.x)) & jnp.all(jnp.isfinite(g.d)) & jnp.isfinite(lr)
-      # Non-finite operands are zeroed as well as the rate: 0·inf would still poison χ.
-      chi = leaf.chi - jnp.where(finite, lr, 0) * jnp.matmul(
-          jnp.where(finite, g.d, 0).T, jnp.where(finite, g.x, 0), precision=jax.lax.Precision.HIGHEST)
-      k_pulse, k_post = jax.random.split(k)
+    def do(args):
+      tile, chi = args
+      n, chi = commit_counts(chi, eps)
+      return commit(config, tile, n, k_pulse), chi
 
-      def do(args):
-        tile, chi = args
-        n, chi = commit_counts(chi, eps)
-        return commit(config, tile, n, k_pulse), chi
+    tile, chi = jax.lax.cond(do_commit, do, lambda a: a, (count_skipped(leaf.tile, finite), chi))
+    return MixedPrecisionLeafState(post_update_step(tile, config.device, k_post), chi)
 
-      tile, chi = jax.lax.cond(do_commit, do, lambda a: a, (count_skipped(leaf.tile, finite), chi))
-      tile = post_update_step(tile, config.device, k_post)
-      return tile.weights - w, MixedPrecisionLeafState(tile, chi)
+  return base.per_weight("mixed_precision", learning_rate, key, init_leaf=init_leaf, step_leaf=step_leaf,
+                         visible=visible_leaf)
 
-    new_updates, leaves = base.map_analog_leaves(one, updates, state.leaves, params, keys)
-    return new_updates, MixedPrecisionState(state.count + 1, state.key, leaves)
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+def visible_leaf(leaf: MixedPrecisionLeafState) -> jax.Array:
+  """The visible weight of one analog weight: its tile's weights (χ is digital and unseen)."""
+  return leaf.tile.weights
+
+
+def visible_weights(config: MixedPrecision, state: base.AnalogState):
+  """The visible weights of every analog weight of a ``mixed_precision`` state (a tree shaped like the params)."""
+  del config  # one tile per weight
+  return base.map_leaves(visible_leaf, state)

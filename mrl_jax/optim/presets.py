@@ -2,9 +2,9 @@
 
 Two families:
 
-* **fair** presets (``resl_mnist``, ``ttv1`` … ``mixed_precision_preset``): every baseline uses the same
+* **fair** presets (``mrl_mnist``, ``ttv1`` … ``mixed_precision_preset``): every baseline uses the same
   limited-state device per state count, ``SoftBoundsDevice(±1, dw_min = 2/n_states)`` with AIHWKit's default
-  spreads, and the same I/O, so comparisons differ only in the algorithm (``mrl-algorithm.md`` §8.4). They are
+  spreads, and the same I/O, so comparisons differ only in the algorithm (``docs/results.md``). They are
   the default of the study.
 * **reference** presets (``lenet5_mnist_reference``, ``resnet_cifar10_reference``): what the reference scripts
   ``Mnist_LeNet5.py`` and ``CIFAR-Resnet.py`` configure for each setting, literally — device class and parameters,
@@ -47,8 +47,8 @@ def mrl_rates(first: float, ratio: float, n: int) -> tuple:
 
 # ---- fair presets -------------------------------------------------------------------------------------------
 
-def resl_mnist(n_states: float = 4, n_tiles: int = 7, gamma: float = 0.5, warm_start: str = "via_tile1",
-               transfer_io: IOParameters = PERFECT_IO, device: PulsedDevice | None = None) -> TransferCompound:
+def mrl_mnist(n_states: float = 4, n_tiles: int = 7, gamma: float = 0.5, warm_start: str = "via_tile1",
+              transfer_io: IOParameters = PERFECT_IO, device: PulsedDevice | None = None) -> TransferCompound:
   """MRL of the LeNet-5/MNIST reference: K = 7, T_k = 2·5^k mini-batches, η_k = 0.1·1.2^(K−1−k)
   (absolute), fast_lr 1, perfect transfer reads, MNIST plateau rule."""
   return TransferCompound(
@@ -57,14 +57,19 @@ def resl_mnist(n_states: float = 4, n_tiles: int = 7, gamma: float = 0.5, warm_s
       scale_transfer_lr=False, fast_lr=1.0, transfer_io=transfer_io, warm_start=warm_start, plateau=MNIST_RULE)
 
 
-def resl_cifar(n_states: float = 4, n_tiles: int = 8, gamma: float = 0.5, warm_start: str = "via_tile1",
-               transfer_io: IOParameters = IOParameters(), device: PulsedDevice | None = None) -> TransferCompound:
+def mrl_cifar(n_states: float = 4, n_tiles: int = 8, gamma: float = 0.5, warm_start: str = "via_tile1",
+              transfer_io: IOParameters = IOParameters(), device: PulsedDevice | None = None) -> TransferCompound:
   """MRL of the ResNet/CIFAR-10 reference: K = 8, T_k = 3·2^k, η_k = 0.3·1.2^(K−1−k) × SGD lr, noisy
   transfer reads (AIHWKit default I/O), CIFAR plateau rule."""
   return TransferCompound(
       device=device or limited_state_soft_bounds(n_states), n_tiles=n_tiles, gamma=gamma,
       transfer_every=tuple(float(t) for t in geometric(3, 2, n_tiles)), transfer_lr=mrl_rates(0.3, 1.2, n_tiles),
       scale_transfer_lr=True, fast_lr=1.0, transfer_io=transfer_io, warm_start=warm_start, plateau=CIFAR_RULE)
+
+
+# The seed's names ("ResL", the method's name in its scripts); kept for code written against them.
+resl_mnist = mrl_mnist
+resl_cifar = mrl_cifar
 
 
 def ttv1(n_states: float = 4, fast_lr: float = 0.1, transfer_every: int = 1, transfer_io: IOParameters = PERFECT_IO,
@@ -313,13 +318,13 @@ class ReferencePreset:
     lr = self.learning_rate if learning_rate is None else learning_rate
     return optax.exponential_decay(lr, steps_per_epoch * self.lr_decay_every, self.lr_decay_factor, staircase=True)
 
-  def analog_optimizer(self, learning_rate, key=0, *, engine: str = "auto", approximate=()):
+  def analog_optimizer(self, learning_rate, *, key, engine: Optional[str] = None, approximate=()):
     """The optax transformation of the analog weights.
 
     Args:
       learning_rate: SGD learning rate or schedule (see ``learning_rate_schedule``).
-      key: PRNG key or int seed of the device parameters and pulses.
-      engine: pulsed-update engine, ``auto`` | ``native`` | ``jnp``.
+      key: PRNG key or integer seed of the device parameters and pulses.
+      engine: pulsed-update engine, ``auto`` | ``native`` | ``jnp`` (None: the configuration's).
       approximate: unsupported fields accepted to run without (see ``check_supported``).
 
     Raises:
@@ -328,11 +333,11 @@ class ReferencePreset:
     self.check_supported(approximate)
     cfg = self.config
     if self.algorithm == "transfer_compound":
-      return transfer_compound(cfg.replace(engine=engine), learning_rate, key=key)
+      return transfer_compound(cfg, learning_rate, key=key, engine=engine)
     if self.algorithm == "chopped_transfer":
-      return chopped_transfer(cfg.replace(engine=engine), learning_rate, key=key)
+      return chopped_transfer(cfg, learning_rate, key=key, engine=engine)
     if self.algorithm == "mixed_precision":
-      return mixed_precision(cfg.replace(engine=engine), learning_rate, key=key)
+      return mixed_precision(cfg, learning_rate, key=key, engine=engine)
     if self.algorithm == "analog_sgd":
       return analog_sgd(cfg, learning_rate, update=self.update, key=key, engine=engine)
     return optax.chain(densify(), self.digital_optimizer(learning_rate))

@@ -15,14 +15,14 @@ from mrl_jax.update import Engine
 
 
 def analog_sgd(device: PulsedDevice, learning_rate: base.ScalarOrSchedule, update: UpdateParameters = UpdateParameters(),
-               key=0, *, engine: Optional[Engine] = None) -> optax.GradientTransformationExtraArgs:
+               *, key, engine: Optional[Engine] = None) -> optax.GradientTransformationExtraArgs:
   """Pulsed SGD ``W −= lr·dᵀx`` on one tile per analog weight, one update cycle per row.
 
   Args:
     device: the device of every tile.
     learning_rate: SGD learning rate or schedule (the pulse learning rate).
     update: pulse parameters.
-    key: PRNG key or int seed (device parameters and pulses).
+    key: PRNG key or integer seed of the device parameters and pulses (no default: say which).
     engine: pulsed-update engine, ``auto`` | ``native`` | ``jnp`` (None: ``auto``).
 
   Returns:
