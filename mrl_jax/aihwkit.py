@@ -130,7 +130,7 @@ class AnalogConfig:
                 weight_scaling_omega=self.mapping.weight_scaling_omega,
                 weight_scaling_columnwise=self.mapping.weight_scaling_columnwise)
 
-  def optimizer(self, learning_rate, key=0, *, engine: Optional[str] = None,
+  def optimizer(self, learning_rate, key, *, engine: Optional[str] = None,
                 approximate=()) -> optax.GradientTransformation:
     """The optax transformation of the analog weights (AIHWKit's ``AnalogSGD`` on these tiles).
 

@@ -168,7 +168,7 @@ def test_fast_device_and_approximations():
   assert mp.approximations == () and mp.config.update == mp.update  # the commit's pulse train: AIHWKit's
   mp.optimizer(0.05, key=0)
   with pytest.raises(ValueError, match="approximate = 'x' is invalid"):
-    mp.optimizer(0.05, approximate=("x",))
+    mp.optimizer(0.05, key=0, approximate=("x",))
 
 
 def test_found_from_the_package():
