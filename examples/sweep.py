@@ -9,7 +9,7 @@ Grid: every ``--presets`` × ``--settings``; the fair preset also spans ``--n-st
 configuration and grid), ``OUT/<point>.jsonl`` (per-epoch, per-seed metrics and the warm-start target tile),
 ``OUT/summary.md`` and ``OUT/summary.csv`` (mean ± sample std over seeds of the final test accuracy and training
 loss), and plots ``OUT/accuracy_vs_epoch.png`` and ``OUT/accuracy_vs_states.png``. The seed axis is sharded over all
-local devices (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` on a CPU).
+devices (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` on a CPU; those of every process, below).
 
 A folder that holds a sweep needs ``--resume`` (finished points are kept, unfinished ones rerun; a changed grid or
 configuration is refused with the difference) or ``--overwrite``.
