@@ -328,8 +328,9 @@ def main(argv=None):
       with open(log_path, "a") as f:
         f.write(json.dumps({"event": "epoch", **record}) + "\n")
       acc = np.asarray(record["test_acc"])
-      print(f"{who}{name} epoch {record['epoch']}: test acc {acc.mean():.4f} ± {sample_std(acc):.4f} over seeds "
-            f"{record['seed_indices']} ({record['seconds']:.0f}s)", file=sys.stderr, flush=True)
+      if acc.size:  # none where this process only shares the batch of another process's seeds
+        print(f"{who}{name} epoch {record['epoch']}: test acc {acc.mean():.4f} ± {sample_std(acc):.4f} over seeds "
+              f"{record['seed_indices']} ({record['seconds']:.0f}s)", file=sys.stderr, flush=True)
 
     try:
       train_seeds(make_model, make_tx, train, test, seeds=args.seeds, epochs=args.epochs,

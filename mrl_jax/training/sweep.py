@@ -73,11 +73,15 @@ def _shard(tree, mesh: Mesh | None):
 
 
 def _local_seeds(n_seeds: int, mesh: Mesh | None) -> list[int]:
-  """The seeds whose shards live on this process's devices."""
+  """The seeds this process reports: those on its devices, except that a seed whose batch is split over the
+  devices of several processes is reported by the lowest of them only (each seed once over all processes)."""
   if mesh is None:
     return list(range(n_seeds))
-  index_map = NamedSharding(mesh, PartitionSpec("seeds")).addressable_devices_indices_map((n_seeds,))
-  return sorted({s for (rows,) in index_map.values() for s in range(*rows.indices(n_seeds))})
+  owner = {}
+  for device, (rows,) in NamedSharding(mesh, PartitionSpec("seeds")).devices_indices_map((n_seeds,)).items():
+    for s in range(*rows.indices(n_seeds)):
+      owner[s] = min(owner.get(s, device.process_index), device.process_index)
+  return [s for s in range(n_seeds) if owner[s] == jax.process_index()]
 
 
 def _read(a: jax.Array, seeds: list[int]) -> np.ndarray:
@@ -115,8 +119,8 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
 
   Returns:
     ``[{"epoch", "seed_indices": [seed indices], "train_loss": [per seed], "test_loss": [...], "test_acc": [...],
-    "warm_start_target": [...] (MRL only), "seconds"}]``, for the seeds whose shards live on this process's
-    devices (every seed in a single process).
+    "warm_start_target": [...] (MRL only), "seconds"}]``, for the seeds this process reports: those on its
+    devices (every seed in a single process; a seed whose batch spans processes, by the lowest of them).
 
   Raises:
     ValueError: ``shard=False`` under ``jax.distributed``, or a seed count that leaves a process idle
