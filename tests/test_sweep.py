@@ -149,15 +149,12 @@ DIST_SCRIPT = textwrap.dedent("""
               h[s].update(value.tobytes())
       return {s: d.hexdigest() for s, d in h.items()}
 
-    out = {"devices": len(jax.devices()), "processes": jax.process_count()}
-    for name, shard in (("sharded", True), ("one_device", False))[: 1 if n_processes > 1 else 2]:
-      final = {}
-      on_epoch = lambda record, state: final.update(digests(state, record["seed_indices"]))
-      rec = train_seeds(make_model, make_tx, train, test, seeds=4, epochs=2, batch_size=8, to_input=data.to_float,
-                        shard=shard, plateau_every=4, on_epoch=on_epoch)
-      out[name] = [{k: v for k, v in r.items() if k != "seconds"} for r in rec]
-      out[name + "_digests"] = final
-    print(json.dumps(out))
+    final = {}
+    on_epoch = lambda record, state: final.update(digests(state, record["seed_indices"]))
+    rec = train_seeds(make_model, make_tx, train, test, seeds=4, epochs=2, batch_size=8, to_input=data.to_float,
+                      plateau_every=4, on_epoch=on_epoch)
+    print(json.dumps({"devices": len(jax.devices()), "processes": jax.process_count(), "digests": final,
+                      "records": [{k: v for k, v in r.items() if k != "seconds"} for r in rec]}))
 """)
 
 
@@ -198,30 +195,31 @@ def _merge_by_seed(parts: list[list[dict]]) -> list[dict]:
 
 def test_two_processes_give_the_records_of_one():
   """2 processes × 2 CPU devices (4 seeds over the global mesh, each process holding 2) == 1 process × 4 devices
-  == 1 device (``shard=False``: every seed on one device, vmapped): the same device states bit for bit, hence the
-  same test metrics (evaluated one seed at a time, by the same per-seed program) and warm-start targets; training
+  == 1 process × 1 device (every seed on one device, vmapped): the same device states bit for bit, hence the same
+  test metrics (evaluated one seed at a time, by the same per-seed program) and warm-start targets; training
   losses within the float32 summation bound, as in the test above."""
   port = _free_port()
   two = _run_processes([[sys.executable, "-c", DIST_SCRIPT, "2", str(i), str(port)] for i in range(2)], _cpu_env(2))
-  one = _run_processes([[sys.executable, "-c", DIST_SCRIPT, "1"]], _cpu_env(4))
-  for res in two + one:
+  singles = {n: _run_processes([[sys.executable, "-c", DIST_SCRIPT, "1"]], _cpu_env(n))[0] for n in (4, 1)}
+  for res in two + list(singles.values()):
     assert res.returncode == 0, res.stderr[-3000:]
   parts = [json.loads(r.stdout.strip().splitlines()[-1]) for r in two]
-  single = json.loads(one[0].stdout.strip().splitlines()[-1])
-  assert [(p["devices"], p["processes"]) for p in parts] == [(4, 2), (4, 2)] and single["devices"] == 4
+  assert [(p["devices"], p["processes"]) for p in parts] == [(4, 2), (4, 2)]
   # Each process trained, and reports, only its own seeds.
-  assert [p["sharded"][0]["seed_indices"] for p in parts] == [[0, 1], [2, 3]]
-  distributed = _merge_by_seed([p["sharded"] for p in parts])
-  digests = {int(s): d for p in parts for s, d in p["sharded_digests"].items()}
+  assert [p["records"][0]["seed_indices"] for p in parts] == [[0, 1], [2, 3]]
+  distributed = _merge_by_seed([p["records"] for p in parts])
+  digests = {int(s): d for p in parts for s, d in p["digests"].items()}
   bound = lambda x, y: rounding.epoch_mean_nll(max(x, y), batch=8, classes=10, steps=96 // 8)
-  for name in ("sharded", "one_device"):
-    assert {int(s): d for s, d in single[name + "_digests"].items()} == digests, name
-    for ra, rb in zip(distributed, single[name]):
+  for n, res in singles.items():
+    single = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (single["devices"], single["processes"]) == (n, 1)
+    assert {int(s): d for s, d in single["digests"].items()} == digests, n
+    for ra, rb in zip(distributed, single["records"]):
       assert ra["epoch"] == rb["epoch"] and ra["seed_indices"] == rb["seed_indices"] == [0, 1, 2, 3]
       assert (ra["test_acc"], ra["test_loss"], ra["warm_start_target"]) == \
-             (rb["test_acc"], rb["test_loss"], rb["warm_start_target"]), name
+             (rb["test_acc"], rb["test_loss"], rb["warm_start_target"]), n
       for la, lb in zip(ra["train_loss"], rb["train_loss"]):
-        assert abs(la - lb) <= bound(la, lb), name
+        assert abs(la - lb) <= bound(la, lb), n
   assert len(set(distributed[-1]["test_acc"])) > 1  # different device instances
 
 
