@@ -48,7 +48,7 @@ from mrl_jax.models import LeNet5  # noqa: E402
 from mrl_jax.optim import presets  # noqa: E402
 from mrl_jax.training import cli  # noqa: E402
 from mrl_jax.training.rundir import RunDirectoryError  # noqa: E402
-from mrl_jax.training.sweep import summarize, train_seeds  # noqa: E402
+from mrl_jax.training.sweep import summarize, sweep_mesh, train_seeds  # noqa: E402
 
 WARM_STARTS = ("direct", "via_tile1", "cuda_exact", "none")
 # Flags that do not change a grid point's results (or only where its files go): a resume may change them.
@@ -291,6 +291,10 @@ def main(argv=None):
     parser.error(f"--embedded holds MNIST only, not --dataset {args.dataset}")
   start_processes(parser, args)
   process, n_processes = jax.process_index(), jax.process_count()
+  try:  # the mesh every point will use: refused here, before any folder is touched, if it leaves a process idle
+    sweep_mesh(args.seeds, args.batch_size)
+  except ValueError as err:
+    parser.error(f"--seeds {args.seeds}: {err}")
   lenet = _lenet_example()
   points = grid(args)
   for point in points:

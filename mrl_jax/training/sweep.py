@@ -48,8 +48,8 @@ def sweep_mesh(n_seeds: int, batch_size: int = 1) -> Mesh | None:
   idle = sorted({d.process_index for d in devices} - {d.process_index for d in used})
   if idle:
     raise ValueError(f"{n_seeds} seeds and batch size {batch_size} use {s * b} of the {len(devices)} devices of "
-                     f"{jax.process_count()} processes, which leaves process(es) {idle} without work: use a seed "
-                     f"count that the device count divides, or fewer processes")
+                     f"{jax.process_count()} processes, which leaves process(es) {idle} without work: use a "
+                     f"multiple of {len(devices)} seeds, or fewer processes")
   return Mesh(np.array(used).reshape(s, b), ("seeds", "batch")) if s * b > 1 else None
 
 
