@@ -9,10 +9,20 @@ Grid: every ``--presets`` × ``--settings``; the fair preset also spans ``--n-st
 configuration and grid), ``OUT/<point>.jsonl`` (per-epoch, per-seed metrics and the warm-start target tile),
 ``OUT/summary.md`` and ``OUT/summary.csv`` (mean ± sample std over seeds of the final test accuracy and training
 loss), and plots ``OUT/accuracy_vs_epoch.png`` and ``OUT/accuracy_vs_states.png``. The seed axis is sharded over all
-local devices (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` on a CPU).
+devices (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` on a CPU; those of every process, below).
 
 A folder that holds a sweep needs ``--resume`` (finished points are kept, unfinished ones rerun; a changed grid or
 configuration is refused with the difference) or ``--overwrite``.
+
+Several processes and hosts (JAX's multi-controller runtime, ``jax.distributed``): ``--distributed auto`` on a
+cluster whose environment JAX detects (SLURM, Open MPI, …), or ``--coordinator HOST:PORT --num-processes N
+--process-id I`` started once per process. Every process runs the same grid on the same data; the seeds of a
+point are sharded over the devices of all processes, and process I writes the records of its own seeds to
+``OUT/<point>.p<I>.jsonl`` (each epoch record names its ``seed_indices``). ``--out`` must be a folder every
+process sees (a shared filesystem). Process 0 alone checks and writes the folder's manifest, decides which
+points are finished (their files together hold every seed's every epoch) and deletes the files of the others
+before any process trains, and sends that decision to all processes, so they run the same points; after the
+last point it writes the summary from every process's records.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import csv
 import importlib.util
 import itertools
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -37,11 +48,12 @@ from mrl_jax.models import LeNet5  # noqa: E402
 from mrl_jax.optim import presets  # noqa: E402
 from mrl_jax.training import cli  # noqa: E402
 from mrl_jax.training.rundir import RunDirectoryError  # noqa: E402
-from mrl_jax.training.sweep import summarize, train_seeds  # noqa: E402
+from mrl_jax.training.sweep import summarize, sweep_mesh, train_seeds  # noqa: E402
 
 WARM_STARTS = ("direct", "via_tile1", "cuda_exact", "none")
 # Flags that do not change a grid point's results (or only where its files go): a resume may change them.
-NOT_IDENTITY = ("resume", "overwrite", "steps_per_dispatch", "out", "data_dir", "summarize")
+NOT_IDENTITY = ("resume", "overwrite", "steps_per_dispatch", "out", "data_dir", "summarize", "distributed",
+                "coordinator", "num_processes", "process_id")
 MANIFEST = "sweep.json"
 
 
@@ -76,6 +88,8 @@ def build_parser():
                  help="perfect I/O for the fair preset (else AIHWKit's default noisy I/O)")
   p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion_mnist"))
   p.add_argument("--data-dir", default=None)
+  p.add_argument("--embedded", action="store_true",
+                 help="the MNIST subset embedded in the package (10,000 training and 2,000 test images)")
   p.add_argument("--train-subset", type=cli.int_arg(0), default=0, help="first N training images (0 = all)")
   p.add_argument("--steps-per-dispatch", type=cli.int_arg(1), default=8,
                  help="training steps per jitted call (lax.scan; the same results for every value)")
@@ -90,7 +104,81 @@ def build_parser():
   mode.add_argument("--overwrite", action="store_true", help="delete the sweep in --out and start afresh")
   p.add_argument("--summarize", nargs="+", metavar="DIR", default=None,
                  help="train nothing: combine the finished points (JSONL) of these sweep folders into --out")
+  dist = p.add_argument_group("several processes (jax.distributed; the same command in every process)")
+  dist.add_argument("--distributed", choices=("off", "auto"), default="off",
+                    help="auto: jax.distributed.initialize() takes the processes from the cluster's environment "
+                         "(SLURM, Open MPI, …); flags given below override what it detects")
+  dist.add_argument("--coordinator", metavar="HOST:PORT", type=_address_arg, default=None,
+                    help="address of process 0, where the coordinator listens (the same in every process)")
+  dist.add_argument("--num-processes", type=cli.int_arg(1), default=None, help="number of processes")
+  dist.add_argument("--process-id", type=cli.int_arg(0), default=None, help="this process: 0 … N-1")
   return p
+
+
+def _address_arg(text: str) -> str:
+  host, _, port = text.rpartition(":")
+  if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (a port 1 … 65535)")
+  return text
+
+
+def start_processes(parser, args) -> None:
+  """Joins the process group of a multi-process sweep (``jax.distributed.initialize``), before any JAX call.
+
+  Explicit flags need all three of ``--coordinator``, ``--num-processes`` and ``--process-id``; with
+  ``--distributed auto`` JAX detects what is not given.
+  """
+  explicit = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
+              "--process-id": args.process_id}
+  given = [flag for flag, value in explicit.items() if value is not None]
+  if args.distributed == "off" and not given:
+    return
+  if args.distributed == "off" and len(given) < 3:
+    parser.error(f"{', '.join(given)} given without {', '.join(f for f in explicit if f not in given)}: a "
+                 "multi-process sweep needs all three (or --distributed auto on a cluster JAX detects)")
+  if args.process_id is not None and args.num_processes is not None and args.process_id >= args.num_processes:
+    parser.error(f"--process-id {args.process_id} is out of range: allowed 0 … {args.num_processes - 1} "
+                 f"(--num-processes {args.num_processes})")
+  # Cross-process collectives on the CPU need an implementation; gloo is jax 0.10's default, named here so that
+  # a CPU sweep over processes does not depend on it (GPUs use NCCL whatever this says).
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  try:
+    jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+  except ValueError as err:
+    if args.distributed == "auto" and len(given) < 3:
+      parser.error(f"--distributed auto: JAX found no cluster environment to take the processes from ({err}); "
+                   "give --coordinator HOST:PORT --num-processes N --process-id I")
+    raise
+
+
+def _load(args):
+  if args.embedded:
+    return data.embedded_mnist("train"), data.embedded_mnist("test")
+  return (data.load_dataset(args.dataset, "train", data_dir=args.data_dir),
+          data.load_dataset(args.dataset, "test", data_dir=args.data_dir))
+
+
+def _barrier(name: str) -> None:
+  """Waits until every process has reached the barrier ``name``."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
+def _from_process_0(value) -> np.ndarray:
+  """Process 0's ``value`` on every process (a collective: every process must call it, in the same order)."""
+  if jax.process_count() == 1:
+    return np.asarray(value)
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.broadcast_one_to_all(np.asarray(value)))
+
+
+def _all_processes(value) -> np.ndarray:
+  """Every process's ``value``, stacked by process index (a collective, as ``_from_process_0``)."""
+  if jax.process_count() == 1:
+    return np.asarray(value)[None]
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(np.asarray(value)))
 
 
 def _setting_arg(text: str) -> str:
@@ -141,7 +229,9 @@ def point_args(args, point: dict) -> argparse.Namespace:
 
 def sweep_identity(args, points: list[dict]) -> dict:
   """What a resumed sweep must share with the one in its folder: every result-changing flag and the grid."""
-  return {"config": {k: v for k, v in vars(args).items() if k not in NOT_IDENTITY},
+  # --embedded came after sweeps were recorded: off, it stays out of the identity, so that those still resume.
+  return {"config": {k: v for k, v in vars(args).items()
+                     if k not in NOT_IDENTITY and not (k == "embedded" and not v)},
           "points": [point_name(p) for p in points]}
 
 
@@ -197,64 +287,169 @@ def main(argv=None):
   if args.summarize:
     out.mkdir(parents=True, exist_ok=True)
     return summarize_folders([Path(d) for d in args.summarize], out)
+  if args.embedded and args.dataset != "mnist":
+    parser.error(f"--embedded holds MNIST only, not --dataset {args.dataset}")
+  start_processes(parser, args)
+  process, n_processes = jax.process_index(), jax.process_count()
+  try:  # the mesh every point will use: refused here, before any folder is touched, if it leaves a process idle
+    sweep_mesh(args.seeds, args.batch_size)
+  except ValueError as err:
+    parser.error(f"--seeds {args.seeds}: {err}")
   lenet = _lenet_example()
   points = grid(args)
   for point in points:
     if point["preset"] == "reference":
       ns = point_args(args, point)
       cli.check_approximations(parser, ns.approximate, lenet.reference_preset(ns))
-  open_sweep_folder(out, sweep_identity(args, points), args.resume, args.overwrite)
-  train = data.load_dataset(args.dataset, "train", data_dir=args.data_dir)
-  test = data.load_dataset(args.dataset, "test", data_dir=args.data_dir)
+  identity = sweep_identity(args, points)
+  headers = {point_name(p): json.loads(json.dumps({"event": "start", **identity["config"], **p})) for p in points}
+  finished = prepare_folder(out, identity, headers, args)
+  # Process 0 first: the first use of a data set prepares the TFDS cache, which processes sharing it (one host,
+  # or a shared $MRL_TFDS_DIR) must not write at once; the others then only read it.
+  if process == 0:
+    train, test = _load(args)
+  _barrier("sweep: data prepared")
+  if process != 0:
+    train, test = _load(args)
   if args.train_subset:
     train = (train[0][: args.train_subset], train[1][: args.train_subset])
   steps = len(train[0]) // args.batch_size
-  rows = []
+  who = f"[process {process} of {n_processes}] " if n_processes > 1 else ""
   for point in points:
+    name = point_name(point)
+    if finished[name]:
+      continue
     ns = point_args(args, point)
     model_kwargs = lenet.model_kwargs(ns)
     make_model = lambda key, kw=model_kwargs: LeNet5(rngs=nnx.Rngs(params=key, noise=jax.random.fold_in(key, 1)), **kw)
     params_template = nnx.state(make_model(jax.random.key(0)), nnx.Param)
     make_tx = lambda key, ns=ns, t=params_template: lenet.make_optimizer(ns, t, steps, key=key)
-    log_path = out / f"{point_name(point)}.jsonl"
-    header = json.loads(json.dumps({"event": "start", **sweep_identity(args, points)["config"], **point}))
-    records = point_records(log_path)
-    if records is not None and records[0] == header and len(records) - 1 == args.epochs:
-      print(f"{point_name(point)}: finished earlier, kept ({log_path})", file=sys.stderr)
-      rows.append(summary_row(point, records[1:]))
-      continue
-    if records:
-      print(f"{point_name(point)}: {len(records) - 1} of {args.epochs} epochs were recorded; rerunning the point",
-            file=sys.stderr)
-    log_path.write_text(json.dumps(header) + "\n")
+    # This process's seeds only; the header marks the point as started.
+    log_path = out / point_file(name, process, n_processes)
+    log_path.write_text(json.dumps(headers[name]) + "\n")
 
-    def log(record, _state, log_path=log_path, point=point):
+    def log(record, _state, log_path=log_path, name=name):
       with open(log_path, "a") as f:
         f.write(json.dumps({"event": "epoch", **record}) + "\n")
       acc = np.asarray(record["test_acc"])
-      print(f"{point_name(point)} epoch {record['epoch']}: test acc {acc.mean():.4f} ± {sample_std(acc):.4f} "
-            f"({record['seconds']:.0f}s)", file=sys.stderr, flush=True)
+      if acc.size:  # none where this process only shares the batch of another process's seeds
+        print(f"{who}{name} epoch {record['epoch']}: test acc {acc.mean():.4f} ± {sample_std(acc):.4f} over seeds "
+              f"{record['seed_indices']} ({record['seconds']:.0f}s)", file=sys.stderr, flush=True)
 
     try:
-      records = train_seeds(make_model, make_tx, train, test, seeds=args.seeds, epochs=args.epochs,
-                            batch_size=args.batch_size, data_seed=args.data_seed, to_input=data.to_float,
-                            plateau_every=args.plateau_every or None, steps_per_dispatch=args.steps_per_dispatch,
-                            on_epoch=log)
+      train_seeds(make_model, make_tx, train, test, seeds=args.seeds, epochs=args.epochs,
+                  batch_size=args.batch_size, data_seed=args.data_seed, to_input=data.to_float,
+                  plateau_every=args.plateau_every or None, steps_per_dispatch=args.steps_per_dispatch, on_epoch=log)
     except KeyboardInterrupt:
-      print(f"sweep interrupted in {point_name(point)}; finished points are kept in {out}; to continue: "
+      print(f"{who}sweep interrupted in {name}; finished points are kept in {out}; to continue: "
             f"{cli.resume_command(argv)}", file=sys.stderr)
       raise SystemExit(cli.EXIT_INTERRUPTED) from None
-    rows.append(summary_row(point, records))
+  _barrier("sweep: every record file closed")  # before process 0 reads them all
+  if process != 0:
+    return None
+  rows = [summary_row(p, load_point(out, point_name(p), headers[point_name(p)])[1:]) for p in points]
   write_summary(out, rows)
   plot_summary(out, rows)
   return rows
 
 
+def prepare_folder(out: Path, identity: dict, headers: dict[str, dict], args) -> dict[str, bool]:
+  """Opens ``out`` for the sweep and returns which points are finished, the same answer in every process.
+
+  Process 0 alone checks the folder and writes its manifest (``open_sweep_folder``), decides which points are
+  finished (``load_point``) and deletes the record files of the others, all before the other processes hear
+  the decision, so no process writes a file that process 0 is about to delete and every process trains the
+  same points (a point skipped by one process and trained by another would leave the others waiting in
+  its collectives).
+
+  Raises:
+    RunDirectoryError: process 0 refused the folder (in every process), or a process does not see the
+      manifest process 0 wrote (``--out`` is not on a filesystem that every process shares).
+  """
+  error, finished = "", np.zeros(len(headers), bool)
+  if jax.process_index() == 0:
+    try:
+      open_sweep_folder(out, identity, args.resume, args.overwrite)
+      for i, (name, header) in enumerate(headers.items()):
+        finished[i] = load_point(out, name, header) is not None
+        files = point_files(out, name)
+        if finished[i]:
+          print(f"{name}: finished earlier, kept ({', '.join(f.name for f in files)})", file=sys.stderr)
+          continue
+        if files:
+          print(f"{name}: unfinished ({', '.join(f.name for f in files)}); rerunning the point", file=sys.stderr)
+        for f in files:
+          f.unlink()
+    except RunDirectoryError as err:
+      error = str(err)
+  if _from_process_0(np.int32(bool(error))):
+    raise RunDirectoryError(error or f"process 0 refused --out {out} (its message says why)")
+  finished = _from_process_0(finished)
+  manifest = out / MANIFEST
+  seen = manifest.exists() and json.loads(manifest.read_text()) == json.loads(json.dumps(identity))
+  blind = np.flatnonzero(_all_processes(np.int32(seen)) == 0).tolist()
+  if blind:
+    raise RunDirectoryError(f"process(es) {blind} do not see the {manifest} that process 0 wrote: --out must be a "
+                            "folder that every process shares (a shared filesystem)")
+  return {name: bool(done) for name, done in zip(headers, finished)}
+
+
+def point_file(name: str, process: int, n_processes: int) -> str:
+  """The record file of one process: ``<point>.jsonl`` for a single process, ``<point>.p<I>.jsonl`` for several."""
+  return f"{name}.jsonl" if n_processes == 1 else f"{name}.p{process}.jsonl"
+
+
+def point_files(folder: Path, name: str) -> list[Path]:
+  """The record files of a point in ``folder``, of one process or of several."""
+  pattern = re.compile(re.escape(name) + r"(\.p\d+)?\.jsonl")
+  return sorted(p for p in folder.glob("*.jsonl") if pattern.fullmatch(p.name))
+
+
+def load_point(folder: Path, name: str, header: dict | None = None) -> list[dict] | None:
+  """``[header, epoch records over all seeds]`` of a finished point, else None.
+
+  A point is finished when its files (``point_files``) whose header equals ``header`` (or, if None, the
+  first file's) and which hold every epoch together hold every seed: a single-process file, or one file per
+  process of a multi-process run (merged here by ``seed_indices``). A file from a run that stopped early counts
+  as nothing, so a rerun completes the point.
+  """
+  parts = [point_records(path) for path in point_files(folder, name)]
+  parts = [r for r in parts if r]
+  if header is None and parts:
+    header = parts[0][0]
+  if header is None:
+    return None
+  parts = [r for r in parts if r[0] == header and len(r) - 1 == header["epochs"]]
+  merged = []
+  for epoch in range(header["epochs"]):
+    per_seed, seconds = {}, 0.0
+    for r in parts:
+      record = r[1 + epoch]
+      indices = record.get("seed_indices", list(range(len(record["train_loss"]))))  # older single-process files
+      for i, seed in enumerate(indices):
+        per_seed.setdefault(seed, {k: v[i] for k, v in record.items() if isinstance(v, list)})
+      seconds = max(seconds, record["seconds"])  # the processes run in step: the slowest one's time
+    if sorted(per_seed) != list(range(header["seeds"])):
+      return None
+    keys = per_seed[0].keys()
+    merged.append({"epoch": epoch + 1, **{k: [per_seed[s][k] for s in sorted(per_seed)] for k in keys},
+                   "seconds": seconds})
+  return [header] + merged
+
+
 def point_records(log_path: Path) -> list[dict] | None:
-  """``[header, epoch records…]`` of a point file (without the ``event`` field of the epochs), None if absent."""
+  """``[header, epoch records…]`` of a point file (without the ``event`` field of the epochs), None if absent.
+
+  Reading stops at a line that is not JSON: the last line of a process killed while writing it.
+  """
   if not log_path.exists():
     return None
-  lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+  lines = []
+  for line in filter(str.strip, log_path.read_text().splitlines()):
+    try:
+      lines.append(json.loads(line))
+    except json.JSONDecodeError:
+      break
   if not lines:
     return []
   return lines[:1] + [{k: v for k, v in r.items() if k != "event"} for r in lines[1:] if r.get("event") == "epoch"]
@@ -267,13 +462,15 @@ def sample_std(values) -> float:
 
 
 def summarize_folders(folders: list[Path], out: Path) -> list[dict]:
-  """Summary table and plots of every finished point (JSONL) in ``folders``."""
+  """Summary table and plots of every finished point in ``folders`` (single- or multi-process record files)."""
   rows = []
-  for path in sorted(p for folder in folders for p in folder.glob("*.jsonl")):
-    records = point_records(path)
-    if records and len(records) - 1 == records[0]["epochs"]:
-      point = {k: records[0].get(k) for k in ("setting", "n_states", "tiles", "gamma", "warm_start")}
-      rows.append(summary_row({**point, "preset": records[0].get("preset", "fair")}, records[1:]))
+  for folder in folders:
+    names = sorted({re.sub(r"(\.p\d+)?\.jsonl$", "", p.name) for p in folder.glob("*.jsonl")})
+    for name in names:
+      records = load_point(folder, name)
+      if records is not None:
+        point = {k: records[0].get(k) for k in ("setting", "n_states", "tiles", "gamma", "warm_start")}
+        rows.append(summary_row({**point, "preset": records[0].get("preset", "fair")}, records[1:]))
   write_summary(out, rows)
   plot_summary(out, rows)
   return rows
