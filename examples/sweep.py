@@ -199,8 +199,9 @@ def grid(args) -> list[dict]:
         points.append(none)
     elif preset == "reference":
       ref = presets.lenet5_mnist_reference(setting)
-      mrl = dict(tiles=ref.config.n_tiles, gamma=ref.config.gamma, warm_start=ref.config.warm_start)
-      points.append({**none, "n_states": ref.n_states, **(mrl if setting == "ResL" else {})})
+      points.append({**none, "n_states": ref.n_states})
+      if setting == "ResL":
+        points[-1].update(tiles=ref.config.n_tiles, gamma=ref.config.gamma, warm_start=ref.config.warm_start)
     elif setting == "ResL":
       points += [{**none, "n_states": n, "tiles": k, "gamma": g, "warm_start": w} for n, k, g, w in
                  itertools.product(args.n_states, args.tiles, args.gamma, args.warm_start)]

@@ -29,13 +29,13 @@ def parse(sweep, *flags):
 
 
 def test_grid_spans_presets_states_and_mrl_dimensions(sweep):
-  args = parse(sweep, "--settings", "ResL", "TTv1", "FP", "--presets", "fair", "reference", "--n-states", "4", "10",
+  args = parse(sweep, "--settings", "ResL", "TTv1", "MP", "FP", "--presets", "fair", "reference", "--n-states", "4", "10",
                "--warm-start", "cuda_exact", "none")
   names = [sweep.point_name(p) for p in sweep.grid(args)]
   assert names == ["ResL_s4_K7_g0.5_cuda_exact", "ResL_s4_K7_g0.5_none", "ResL_s10_K7_g0.5_cuda_exact",
-                   "ResL_s10_K7_g0.5_none", "TTv1_s4", "TTv1_s10", "FP",
-                   # the reference fixes each setting's state count: TT-v1 runs Mnist_LeNet5.py's 10 states
-                   "ResL_s4_K7_g0.5_cuda_exact_ref", "TTv1_s10_ref"]
+                   "ResL_s10_K7_g0.5_none", "TTv1_s4", "TTv1_s10", "MP_s4", "MP_s10", "FP",
+                   # the reference fixes each setting's state count: TT-v1 and MP run Mnist_LeNet5.py's 10 states
+                   "ResL_s4_K7_g0.5_cuda_exact_ref", "TTv1_s10_ref", "MP_s10_ref"]
   assert len(set(names)) == len(names)
 
 
