@@ -19,7 +19,8 @@ from mrl_jax.optim.dense import densify
 from mrl_jax.optim.compound import (BufferSettings, CompoundLeafState, TransferCompound, WarmStartState,
                                     request_switch, transfer_compound, warm_start, warm_start_target)
 from mrl_jax.optim.compound import visible_weights as compound_visible_weights
-from mrl_jax.optim.mixed_precision import MixedPrecision, mixed_precision
+from mrl_jax.optim.mixed_precision import MixedPrecision, MixedPrecisionLeafState, mixed_precision
+from mrl_jax.optim.mixed_precision import visible_weights as mixed_precision_visible_weights
 from mrl_jax.optim.plateau import CIFAR_RULE, MNIST_RULE, PlateauRule, PlateauState, plateau_init, plateau_update
 from mrl_jax.optim.presets import (ReferencePreset, lenet5_mnist_reference, mixed_precision_preset, resl_cifar, resl_mnist,
                                    resnet_cifar10_reference, ttv1, ttv2, ttv3, ttv4)

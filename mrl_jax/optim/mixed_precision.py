@@ -25,7 +25,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from mrl_jax import _checks as C
 from mrl_jax import fmath
@@ -71,14 +70,16 @@ class MixedPrecision:
 
 
 class MixedPrecisionLeafState(NamedTuple):
+  """Device state of one analog weight ``[out, in]`` under mixed precision.
+
+  Attributes:
+    tile: the analog ``TileState`` (its weights are the visible ones).
+    chi: ``float32[out, in]`` digital accumulator χ of ``−lr·dᵀx`` not yet committed, in weight units
+      (AIHWKit's ``hidden_weights_chi`` with the opposite sign: AIHWKit accumulates ``+lr·dᵀx``).
+  """
+
   tile: TileState
   chi: jax.Array
-
-
-class MixedPrecisionState(NamedTuple):
-  count: jax.Array
-  key: jax.Array
-  leaves: object
 
 
 def commit_counts(chi, eps):
@@ -110,42 +111,44 @@ def commit(config: MixedPrecision, tile: TileState, n, key) -> TileState:
 
 
 def mixed_precision(config: MixedPrecision, learning_rate: base.ScalarOrSchedule, key=0):
-  """Mixed-precision training of every analog weight (see the module docstring)."""
-  base.check_learning_rate(learning_rate, "mixed_precision")
-  key = base.as_key(key)
+  """Mixed-precision training of every analog weight (see the module docstring).
+
+  Returns:
+    ``optax.GradientTransformationExtraArgs`` over ``base.AnalogState`` (leaves ``MixedPrecisionLeafState``).
+  """
   eps = jnp.float32(config.granularity * config.device.dw_min)
 
-  def init_fn(params):
-    k_run, leaves = base.init_leaves(key, params, lambda w, k: MixedPrecisionLeafState(
-        init_tile(k, config.device, w.shape, w), jnp.zeros(w.shape, jnp.float32)))
-    return MixedPrecisionState(jnp.int32(0), k_run, leaves)
+  def step_leaf(leaf: MixedPrecisionLeafState, g, info: base.StepInfo, k) -> MixedPrecisionLeafState:
+    lr = info.lr
+    # AIHWKit (CUDA): checked before the counter advances (info.step − 1 updates before this one), never at 0.
+    done = info.step - 1
+    do_commit = (done > 0) & (done % config.transfer_every == 0)
+    finite = jnp.all(jnp.isfinite(g.x)) & jnp.all(jnp.isfinite(g.d)) & jnp.isfinite(lr)
+    # Non-finite operands are zeroed as well as the rate: 0·inf would still poison χ.
+    chi = leaf.chi - jnp.where(finite, lr, 0) * jnp.matmul(
+        jnp.where(finite, g.d, 0).T, jnp.where(finite, g.x, 0), precision=jax.lax.Precision.HIGHEST)
+    k_pulse, k_post = jax.random.split(k)
 
-  def update_fn(updates, state, params=None, *, count=None, **extra):
-    del extra
-    lr = base.learning_rate_at(learning_rate, state.count)
-    keys = base.leaf_keys(jax.random.fold_in(state.key, state.count), params)
-    step = base.schedule_count(state.count, count)
-    # AIHWKit (CUDA): checked before the counter advances, and never at update 0.
-    do_commit = (step > 0) & (step % config.transfer_every == 0)
+    def do(args):
+      tile, chi = args
+      n, chi = commit_counts(chi, eps)
+      return commit(config, tile, n, k_pulse), chi
 
-    def one(g, leaf: MixedPrecisionLeafState, w, k):
-      base.check_analog_gradient(g, w.shape)
-      finite = jnp.all(jnp.isfinite(g.x)) & jnp.all(jnp.isfinite(g.d)) & jnp.isfinite(lr)
-      # Non-finite operands are zeroed as well as the rate: 0·inf would still poison χ.
-      chi = leaf.chi - jnp.where(finite, lr, 0) * jnp.matmul(
-          jnp.where(finite, g.d, 0).T, jnp.where(finite, g.x, 0), precision=jax.lax.Precision.HIGHEST)
-      k_pulse, k_post = jax.random.split(k)
+    tile, chi = jax.lax.cond(do_commit, do, lambda a: a, (count_skipped(leaf.tile, finite), chi))
+    return MixedPrecisionLeafState(post_update_step(tile, config.device, k_post), chi)
 
-      def do(args):
-        tile, chi = args
-        n, chi = commit_counts(chi, eps)
-        return commit(config, tile, n, k_pulse), chi
+  init_leaf = lambda w, k: MixedPrecisionLeafState(init_tile(k, config.device, w.shape, w),
+                                                   jnp.zeros(w.shape, jnp.float32))
+  return base.per_weight("mixed_precision", learning_rate, key, init_leaf=init_leaf, step_leaf=step_leaf,
+                         visible=visible_leaf)
 
-      tile, chi = jax.lax.cond(do_commit, do, lambda a: a, (count_skipped(leaf.tile, finite), chi))
-      tile = post_update_step(tile, config.device, k_post)
-      return tile.weights - w, MixedPrecisionLeafState(tile, chi)
 
-    new_updates, leaves = base.map_analog_leaves(one, updates, state.leaves, params, keys)
-    return new_updates, MixedPrecisionState(state.count + 1, state.key, leaves)
+def visible_leaf(leaf: MixedPrecisionLeafState) -> jax.Array:
+  """The visible weight of one analog weight: its tile's weights (χ is digital, not part of it)."""
+  return leaf.tile.weights
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+def visible_weights(config: MixedPrecision, state: base.AnalogState):
+  """The visible weights of every analog weight of a ``mixed_precision`` state (a tree shaped like the params)."""
+  del config  # one tile per weight: its weights are the visible ones
+  return base.map_leaves(visible_leaf, state)
