@@ -99,24 +99,24 @@ def _field(name: str) -> _Entry:
   return (lambda leaf: getattr(leaf, name)), (lambda leaf, v: leaf._replace(**{name: v}))
 
 
+def _tile_entry(k: int, read: Callable, write: Callable) -> _Entry:
+  """The entry of a value of tile ``k``: ``read(tile)``, and ``write(tile, value) -> tile``."""
+  return (lambda leaf: read(_tiles(leaf)[k]), lambda leaf, v: _with_tile(leaf, k, write(_tiles(leaf)[k], v)))
+
+
 def _tile_entries(tiles: list) -> dict[str, _Entry]:
   """Per tile: weights, persistent weights and device parameters, suffixed ``_k`` for several tiles (AIHWKit)."""
   out = {}
   for k, tile in enumerate(tiles):
     sfx = f"_{k}" if len(tiles) > 1 else ""
-    get_tile = lambda leaf, k=k: _tiles(leaf)[k]
-    put_tile = lambda leaf, t, k=k: _with_tile(leaf, k, t)
     if len(tiles) > 1:  # a single tile's weights are the tile's own weights, not hidden (AIHWKit)
-      out["hidden_weights" + sfx] = (lambda leaf, g=get_tile: g(leaf).weights,
-                                     lambda leaf, v, g=get_tile, p=put_tile: p(leaf, g(leaf)._replace(weights=v)))
+      out["hidden_weights" + sfx] = _tile_entry(k, lambda t: t.weights, lambda t, v: t._replace(weights=v))
     if tile.persistent is not None:
-      out["persistent_weights" + sfx] = (
-          lambda leaf, g=get_tile: g(leaf).persistent,
-          lambda leaf, v, g=get_tile, p=put_tile: p(leaf, g(leaf)._replace(persistent=v)))
+      out["persistent_weights" + sfx] = _tile_entry(k, lambda t: t.persistent,
+                                                    lambda t, v: t._replace(persistent=v))
     for name in tile.params:
-      out[name + sfx] = (lambda leaf, g=get_tile, n=name: g(leaf).params[n],
-                         lambda leaf, v, g=get_tile, p=put_tile, n=name:
-                         p(leaf, g(leaf)._replace(params={**g(leaf).params, n: v})))
+      out[name + sfx] = _tile_entry(k, lambda t, n=name: t.params[n],
+                                    lambda t, v, n=name: t._replace(params={**t.params, n: v}))
   return out
 
 
@@ -222,7 +222,8 @@ def _shaped(owner: str, name: str, value, like: jax.Array, batched: bool) -> jax
 # ---- reading -------------------------------------------------------------------------------------------------
 
 def analog_tiles(opt_state, config=None) -> list[TileInfo]:
-  """Every tile of every analog weight in ``opt_state``, in path order and least significant tile first.
+  """Every tile of every analog weight in ``opt_state``, in tree order (``nnx.state`` sorts names) and least
+  significant tile first.
 
   Args:
     opt_state: an optimizer state (or a training state) holding ``mrl_jax.optim`` algorithms.
@@ -233,7 +234,7 @@ def analog_tiles(opt_state, config=None) -> list[TileInfo]:
   """
   _check_config("analog_tiles", config)
   out = []
-  for path, leaf in sorted(weight_states(opt_state).items(), key=lambda kv: str(kv[0])):
+  for path, leaf in weight_states(opt_state).items():
     tiles = _tiles(leaf)
     gammas = _significances_of("analog_tiles", config, path, len(tiles))
     for k, (tile, gamma) in enumerate(zip(tiles, gammas)):

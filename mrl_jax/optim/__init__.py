@@ -9,6 +9,8 @@ state (``optax.partition``, ``nnx.Optimizer.opt_state``, vmapped seeds):
 - ``warm_start(opt_state)``, ``warm_start_target(opt_state)``: a transfer compound's warm-start phase;
 - ``request_switch(opt_state, requested=True)``: ask for (or cancel) a warm-start switch in the next update;
 - ``*_visible_weights(config, state)``: the visible weights of one algorithm's ``AnalogState``.
+
+``mrl_jax.tiles`` builds the user's tile API on these (list tiles, get/set weights and hidden parameters).
 """
 
 from mrl_jax.analog_state import analog_states, weight_states
