@@ -20,6 +20,10 @@ state and work under ``jit`` (paths and tile indices are static). They leave the
 write ``visible_weight(...)`` into the model (``model.l1.weight[...] = ...``) to read the new tiles at once, else
 the next update does it.
 
+Known limit: ``nnx.Optimizer.update`` stores each weight's device state back as an ``nnx.State`` dict, which these
+functions no longer recognise; call ``tx.update`` yourself (as the README's quick start and ``mrl_jax.training``
+do) to inspect tiles during training.
+
     >>> tiles = mrl_jax.analog_tiles(opt_state, config)          # [TileInfo(path, index, weights, ...), ...]
     >>> opt_state = mrl_jax.set_tile_weights(opt_state, "l1/weight", 0, jnp.zeros((10, 512)))
     >>> y = mrl_jax.tile_forward(tiles[0].weights, x, io)        # y = x W_0ᵀ through the I/O
@@ -302,7 +306,8 @@ def set_tile_weights(opt_state, path, index: int, weights, *, config=None, key=N
     key: PRNG key of the write noise; needed only under write noise.
 
   Returns:
-    the new optimizer state; everything but that tile unchanged.
+    the new optimizer state; everything but that tile unchanged. The model still holds the old visible weight:
+    assign ``visible_weight(new_state, path, config)`` to it to read the new tile at once.
 
   Raises:
     ValueError: an unknown path, a tile index out of range, a shape that does not match, or write noise without
