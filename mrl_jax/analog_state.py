@@ -83,6 +83,23 @@ def weight_states(tree) -> dict[tuple, Any]:
   return out
 
 
+def map_weight_state(tree, path: tuple, fn: Callable[[Any], Any]):
+  """``tree`` with the device state of the analog weight at ``path`` replaced by ``fn(state)``: the setter twin of
+  ``weight_states`` (optax's ``tree_utils.tree_set``); the rest of ``tree`` is unchanged, wrappers included.
+
+  Args:
+    tree: an optimizer state (or anything holding one), batched or not.
+    path: a key of ``weight_states(tree)``.
+    fn: ``device state -> device state`` of the same structure.
+  """
+
+  def in_state(state: AnalogState) -> AnalogState:
+    one = lambda p, leaf: fn(leaf) if is_leaf_state(leaf) and weight_path(p) == path else leaf
+    return state._replace(leaves=jax.tree_util.tree_map_with_path(one, state.leaves, is_leaf=is_leaf_state))
+
+  return map_analog_states(in_state, tree)
+
+
 def path_str(path: tuple) -> str:
   """``"['l1']['weight']"``: a params path as ``jax.tree_util.keystr`` writes it."""
   return "".join(f"[{p!r}]" for p in path)

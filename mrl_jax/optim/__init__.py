@@ -11,6 +11,8 @@ state (``optax.partition``, ``nnx.Optimizer.opt_state``, vmapped seeds):
 - ``end_epoch(config, opt_state, epoch_loss)``: feed a custom loop's epoch loss to the warm-start controller
   (or pass ``epoch_loss=`` to ``update`` on the first step of each epoch);
 - ``*_visible_weights(config, state)``: the visible weights of one algorithm's ``AnalogState``.
+
+``mrl_jax.tiles`` builds the user's tile API on these (list tiles, get/set weights and hidden parameters).
 """
 
 from mrl_jax.analog_state import analog_states, weight_states

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrl_jax.analog_state import weight_states
-from mrl_jax.optim.compound import CompoundLeafState
+from mrl_jax.tiles import analog_tiles
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -88,9 +87,12 @@ def plot_tile_histograms(tiles: dict[str, np.ndarray], path: str | Path) -> Path
 
 
 def tiles_from_opt_state(opt_state) -> dict[str, np.ndarray]:
-  """``{weight path: [K, out, in]}`` of every transfer-compound weight in an optimizer state (``"conv1/weight"``)."""
-  return {"/".join(map(str, path)): np.stack([np.asarray(t.weights) for t in leaf.tiles])
-          for path, leaf in weight_states(opt_state).items() if isinstance(leaf, CompoundLeafState)}
+  """``{weight path: [K, out, in]}`` of every analog weight with several tiles (transfer and chopped compounds) in
+  an optimizer state, keyed ``"conv1/weight"``; tile 0 first."""
+  stacks: dict[str, list] = {}
+  for tile in analog_tiles(opt_state):
+    stacks.setdefault("/".join(map(str, tile.path)), []).append(np.asarray(tile.weights))
+  return {path: np.stack(tiles) for path, tiles in stacks.items() if len(tiles) > 1}
 
 
 def main(argv=None):
