@@ -40,19 +40,16 @@ from mrl_jax import devices as _devices
 from mrl_jax._aihwkit_defaults import AIHWKIT_VERSION, DEFAULTS
 from mrl_jax._rpu_plain import CLASS_KEY, TYPE_KEY, to_plain
 from mrl_jax.io import PERFECT_IO, BoundManagement, IOParameters, NoiseManagement, WeightNoiseType
-from mrl_jax.optim.chopped import ChoppedTransfer, DynamicTransfer, chopped_transfer
-from mrl_jax.optim.compound import BufferSettings, TransferCompound, transfer_compound
-from mrl_jax.optim.dense import densify
-from mrl_jax.optim.mixed_precision import MixedPrecision, mixed_precision
+from mrl_jax.optim.chopped import ChoppedTransfer, DynamicTransfer
+from mrl_jax.optim.compound import BufferSettings, TransferCompound
+from mrl_jax.optim.mixed_precision import MixedPrecision
 from mrl_jax.optim.plateau import MNIST_RULE, PlateauRule
-from mrl_jax.optim.presets import Mapping
-from mrl_jax.optim.sgd import analog_sgd
+from mrl_jax.optim.presets import ALGORITHMS, Mapping, build_analog_optimizer
 from mrl_jax.pulses import PulseType, UpdateParameters
 
 __all__ = ("AnalogConfig", "UnsupportedRPUConfig", "from_rpu_config", "device_from_plain", "io_from_plain",
            "update_from_plain", "to_plain", "ALGORITHMS")
 
-ALGORITHMS = ("analog_sgd", "transfer_compound", "chopped_transfer", "mixed_precision", "sgd")
 
 # AIHWKit device class → mrl_jax device class (AIHWKit's presets resolve through their bases).
 _DEVICE_CLASSES = {cls.__name__: cls for cls in _devices.DEVICE_TYPES}
@@ -159,16 +156,8 @@ class AnalogConfig:
       raise NotImplementedError(
           "mrl_jax models this configuration only approximately: " + "; ".join(f"{f} ({why})" for f, why in missing)
           + f". Accept it with approximate={tuple(f for f, _ in missing)!r}.")
-    cfg = self.config
-    if self.algorithm == "transfer_compound":
-      return transfer_compound(cfg, learning_rate, key=key, engine=engine)
-    if self.algorithm == "chopped_transfer":
-      return chopped_transfer(cfg, learning_rate, key=key, engine=engine)
-    if self.algorithm == "mixed_precision":
-      return mixed_precision(cfg, learning_rate, key=key)
-    if self.algorithm == "analog_sgd":
-      return analog_sgd(cfg, learning_rate, update=self.update, key=key, engine=engine)
-    return optax.chain(densify(), optax.sgd(learning_rate))
+    return build_analog_optimizer(self.algorithm, self.config, learning_rate, key=key, engine=engine,
+                                  update=self.update)
 
 
 # ---- reading the plain form --------------------------------------------------------------------------------------

@@ -331,16 +331,8 @@ class ReferencePreset:
       NotImplementedError: the preset holds a field ``mrl_jax`` cannot model and ``approximate`` omits it.
     """
     self.check_supported(approximate)
-    cfg = self.config
-    if self.algorithm == "transfer_compound":
-      return transfer_compound(cfg, learning_rate, key=key, engine=engine)
-    if self.algorithm == "chopped_transfer":
-      return chopped_transfer(cfg, learning_rate, key=key, engine=engine)
-    if self.algorithm == "mixed_precision":
-      return mixed_precision(cfg, learning_rate, key=key, engine=engine)
-    if self.algorithm == "analog_sgd":
-      return analog_sgd(cfg, learning_rate, update=self.update, key=key, engine=engine)
-    return optax.chain(densify(), self.digital_optimizer(learning_rate))
+    return build_analog_optimizer(self.algorithm, self.config, learning_rate, key=key, engine=engine,
+                                  update=self.update, digital=self.digital_optimizer(learning_rate))
 
   def digital_optimizer(self, learning_rate) -> optax.GradientTransformation:
     """SGD of the digital parameters (biases, learned output scales, batch norm; AIHWKit's ``AnalogSGD``)."""
@@ -351,6 +343,32 @@ class ReferencePreset:
     return {"script": self.script, "setting": self.setting, "reference_name": self.reference_name,
             "n_states": self.n_states, "config_type": type(self.config).__name__,
             **{f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}}
+
+
+def build_analog_optimizer(algorithm: str, config, learning_rate, *, key, engine: Optional[str] = None,
+                           update: Optional[UpdateParameters] = None,
+                           digital: Optional[optax.GradientTransformation] = None) -> optax.GradientTransformation:
+  """The optax transformation of the analog weights that ``algorithm`` (one of ``ALGORITHMS``) builds from ``config``.
+
+  Args:
+    algorithm: ``transfer_compound`` | ``chopped_transfer`` | ``mixed_precision`` | ``analog_sgd`` | ``sgd``.
+    config: the algorithm's configuration (a ``PulsedDevice`` for analog SGD; unused for ``sgd``).
+    learning_rate: SGD learning rate or schedule.
+    key: PRNG key or integer seed of the device parameters and pulses.
+    engine: pulsed-update engine (None: the configuration's).
+    update: analog SGD's pulse parameters (None: AIHWKit's defaults).
+    digital: what ``sgd`` (floating point) steps the dense weights with (default ``optax.sgd(learning_rate)``).
+  """
+  C.choice("build_analog_optimizer", "algorithm", algorithm, ALGORITHMS)
+  if algorithm == "transfer_compound":
+    return transfer_compound(config, learning_rate, key=key, engine=engine)
+  if algorithm == "chopped_transfer":
+    return chopped_transfer(config, learning_rate, key=key, engine=engine)
+  if algorithm == "mixed_precision":
+    return mixed_precision(config, learning_rate, key=key, engine=engine)
+  if algorithm == "analog_sgd":
+    return analog_sgd(config, learning_rate, update=update, key=key, engine=engine)
+  return optax.chain(densify(), digital if digital is not None else optax.sgd(learning_rate))
 
 
 def to_jsonable(value):
