@@ -3,8 +3,8 @@
     python examples/cifar_resnet.py --optimizer ResL -block-number 2 2 2 2 -block-type D D D A A A --io-perfect \
         --out runs/r18_resl
 
-Settings: ResL (MRL with warm start), TTv1, TTv2 (buffered), TTv3 (chopped), TTv4 (AGAD), MP (mixed precision),
-SGD (analog SGD), FP (floating point: the reference's "FP SGD", plain SGD without momentum). With ``--preset fair``
+Settings: MRL (multi-tile residual learning with warm start; the reference's ResL), TTv1, TTv2 (buffered),
+TTv3 (chopped), TTv4 (AGAD), MP (mixed precision), SGD (analog SGD), FP (floating point: the reference's "FP SGD", plain SGD without momentum). With ``--preset fair``
 (the default) every analog setting uses ``SoftBoundsDevice(±1, dw_min = 2/n_states)``; ``--preset reference`` runs
 the setting exactly as ``CIFAR-Resnet.py`` configures it (``docs/seed-parity.md``): flags it fixes (``--n-states``,
 ``--tiles``, ``--gamma``, ``--transfer-read``, ``--label-smoothing``) are refused, run-length and size flags
@@ -13,7 +13,7 @@ are reported, ``--io-perfect`` is the reference's own flag, fields ``mrl_jax`` c
 ``--approximate FIELD``, and Cutout and AutoAugment are on. Defaults follow the reference: batch 128, lr 0.1 (0.2
 for FP), ×0.1 every 100 epochs, 200 epochs, label smoothing 0.1 as coded (true class 0.9, others 0.1/(C − 1)),
 Normalize(0.5, 0.5), pad-4 random crop and horizontal flip (``--cutout --autoaugment`` complete the reference
-pipeline), perfect forward/backward I/O; the transfer read of ResL stays at AIHWKit's noisy default as in the
+pipeline), perfect forward/backward I/O; the transfer read of MRL stays at AIHWKit's noisy default as in the
 reference, TT-v1/TT-v2 read through the forward/backward I/O (``--transfer-read`` overrides both).
 ``--synthetic N`` trains on synthetic CIFAR-shaped data (CPU smoke runs). ``OUT/meta.json`` records the settings
 and the data files (sha256); metrics go to ``OUT/metrics.jsonl``; a checkpoint is written every epoch. An existing run
@@ -306,7 +306,7 @@ def make_loss(label_smoothing: float = 0.1):
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=cli.HelpFormatter,
                               epilog=cli.EPILOG)
-  p.add_argument("--optimizer", "--setting", "--SETTING", dest="setting", default="ResL", type=setting_arg,
+  p.add_argument("--optimizer", "--setting", "--SETTING", dest="setting", default="MRL", type=setting_arg,
                  help="one of " + ", ".join(SETTINGS) + " (or the reference's names: TT-v1, mp, 'Analog SGD', …)")
   p.add_argument("--preset", default="fair", choices=("fair", "reference"),
                  help="fair: every method on SoftBoundsDevice(±1, 2/n_states); reference: the setting exactly as "
@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--io-perfect", action=argparse.BooleanOptionalAction, default=True,
                  help="perfect forward/backward I/O (else AIHWKit's default noisy, quantized I/O)")
   p.add_argument("--transfer-read", default="reference", choices=("reference", "perfect", "noisy"),
-                 help="I/O of the transfer read: reference = noisy for ResL, as --io-perfect for TT-v1/TT-v2")
+                 help="I/O of the transfer read: reference = noisy for MRL, as --io-perfect for TT-v1/TT-v2")
   p.add_argument("--crop-padding", type=int, default=4, help="pad + random crop (0 = off)")
   p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="random horizontal flip")
   p.add_argument("--cutout", action=argparse.BooleanOptionalAction, default=None,
@@ -372,7 +372,7 @@ def learning_rate(args) -> float:
 
 def reference_preset(args) -> presets.ReferencePreset:
   """The ``CIFAR-Resnet.py`` preset of the (resolved) ``args``."""
-  kw = {"warm_start": args.warm_start} if args.setting == "ResL" else {}
+  kw = {"warm_start": args.warm_start} if args.setting == "MRL" else {}
   return presets.resnet_cifar10_reference(args.setting, io_perfect=args.io_perfect, **kw)
 
 
@@ -386,11 +386,11 @@ def resolve_reference(parser: argparse.ArgumentParser, args, argv) -> presets.Re
     if name in given:
       parser.error(f"{flag} conflicts with --preset reference: {ref} fixes it (docs/seed-parity.md); drop the flag "
                    "or use --preset fair")
-  if "warm_start" in given and (args.setting != "ResL" or args.warm_start not in ("cuda_exact", "direct")):
+  if "warm_start" in given and (args.setting != "MRL" or args.warm_start not in ("cuda_exact", "direct")):
     parser.error(f"--warm-start {args.warm_start} conflicts with --preset reference: {ref} runs "
                  + ("cuda_exact (the published --CUDA=0 commands) or direct (the fork's CPU build)"
-                    if args.setting == "ResL" else "no warm start"))
-  if args.setting == "ResL" and "warm_start" not in given:
+                    if args.setting == "MRL" else "no warm start"))
+  if args.setting == "MRL" and "warm_start" not in given:
     args.warm_start = "cuda_exact"
   preset = reference_preset(args)
   for name, flag, value in (("epochs", "--epochs", preset.epochs), ("batch_size", "--batch-size", preset.batch_size),
@@ -402,7 +402,7 @@ def resolve_reference(parser: argparse.ArgumentParser, args, argv) -> presets.Re
     elif getattr(args, name) != value:
       print(f"--preset reference: {flag} {getattr(args, name)} wins over {ref}'s {value}", file=sys.stderr)
   args.n_states, args.label_smoothing, args.transfer_read = preset.n_states, 0.1, None
-  if args.setting != "ResL":
+  if args.setting != "MRL":
     args.tiles = args.gamma = args.warm_start = None
   return preset
 
@@ -417,9 +417,9 @@ def resolved_config(args) -> dict:
 
 
 def transfer_read_io(args) -> IOParameters:
-  """I/O of the transfer read: the reference keeps AIHWKit's noisy default for ResL and makes it perfect for
+  """I/O of the transfer read: the reference keeps AIHWKit's noisy default for MRL and makes it perfect for
   the TT settings only with ``--io-perfect``."""
-  if args.transfer_read == "perfect" or (args.transfer_read == "reference" and args.setting != "ResL"
+  if args.transfer_read == "perfect" or (args.transfer_read == "reference" and args.setting != "MRL"
                                          and args.io_perfect):
     return PERFECT_IO
   return IOParameters()
@@ -428,7 +428,7 @@ def transfer_read_io(args) -> IOParameters:
 def fair_config(args):
   """The analog configuration of ``args.setting`` under the fair preset (a device for SGD, None for FP)."""
   n, io = args.n_states, transfer_read_io(args)
-  if args.setting == "ResL":
+  if args.setting == "MRL":
     cfg = optim.mrl_cifar(n, n_tiles=args.tiles, gamma=args.gamma, warm_start=args.warm_start, transfer_io=io)
     return cfg.replace(engine=args.engine)
   if args.setting == "TTv1":
@@ -456,7 +456,7 @@ def make_optimizer(args, params, steps_per_epoch: int):
     return analog_partition(analog, preset.digital_optimizer(lr), params)
   lr = optax.exponential_decay(learning_rate(args), steps_per_epoch * args.lr_step, 0.1, staircase=True)
   cfg = fair_config(args)
-  if args.setting in ("ResL", "TTv1", "TTv2"):
+  if args.setting in ("MRL", "TTv1", "TTv2"):
     analog = optim.transfer_compound(cfg, lr, key=key, engine=args.engine)
   elif args.setting in ("TTv3", "TTv4"):
     analog = optim.chopped_transfer(cfg, lr, key=key, engine=args.engine)

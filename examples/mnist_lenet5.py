@@ -1,10 +1,10 @@
 """Fully analog LeNet-5 on MNIST / Fashion-MNIST with MRL or a baseline (the reference ``Mnist_LeNet5.py``).
 
-    python examples/mnist_lenet5.py --setting ResL --n-states 4 --epochs 3 --out runs/lenet5_resl
+    python examples/mnist_lenet5.py --setting MRL --n-states 4 --epochs 3 --out runs/lenet5_mrl
 
-Settings: ResL (MRL with warm start), TTv1, TTv2 (buffered), TTv3 (chopped c-TTv2), TTv4 (AGAD), MP
-(mixed precision), SGD (analog SGD), FP (floating point). Every analog setting uses
-``SoftBoundsDevice(±1, dw_min = 2/n_states)`` (``--preset fair``, the default). Defaults follow the reference:
+Settings: MRL (multi-tile residual learning with warm start; the reference's ResL), TTv1, TTv2 (buffered),
+TTv3 (chopped c-TTv2), TTv4 (AGAD), MP (mixed precision), SGD (analog SGD), FP (floating point). Every analog
+setting uses ``SoftBoundsDevice(±1, dw_min = 2/n_states)`` (``--preset fair``, the default). Defaults follow the reference:
 batch 8, lr 0.05, ×0.1 every 50 epochs, 200 epochs, perfect forward/backward I/O. ``--preset reference`` runs the
 setting exactly as ``Mnist_LeNet5.py`` configures it (device, state count, compound, update, I/O per role, learned
 output scale; ``docs/seed-parity.md``): flags the reference fixes (``--n-states`` except for TT-v2, ``--tiles``,
@@ -39,7 +39,7 @@ from mrl_jax.optim import presets  # noqa: E402
 from mrl_jax.training import cli  # noqa: E402
 from mrl_jax.training.loop import FitConfig, fit  # noqa: E402
 
-SETTINGS = ("ResL", "TTv1", "TTv2", "TTv3", "TTv4", "MP", "SGD", "FP")
+SETTINGS = ("MRL", "TTv1", "TTv2", "TTv3", "TTv4", "MP", "SGD", "FP")
 
 
 def setting_arg(text: str) -> str:
@@ -53,7 +53,7 @@ def setting_arg(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=cli.HelpFormatter,
                               epilog=cli.EPILOG)
-  p.add_argument("--setting", "--SETTING", dest="setting", default="ResL", type=setting_arg,
+  p.add_argument("--setting", "--SETTING", dest="setting", default="MRL", type=setting_arg,
                  help="one of " + ", ".join(SETTINGS) + " (or the reference's names: TT-v1, mp, 'Analog SGD', …)")
   p.add_argument("--preset", default="fair", choices=("fair", "reference"),
                  help="fair: every method on SoftBoundsDevice(±1, 2/n_states) with the same I/O; reference: the "
@@ -90,7 +90,7 @@ def reference_preset(args) -> presets.ReferencePreset:
   kw = {}
   if args.setting == "TTv2":
     kw["tt2_dwmin"] = 2.0 / args.n_states
-  if args.setting == "ResL":
+  if args.setting == "MRL":
     kw["warm_start"] = args.warm_start
   return presets.lenet5_mnist_reference(args.setting, **kw)
 
@@ -109,13 +109,13 @@ def resolve_reference(parser: argparse.ArgumentParser, args, argv) -> presets.Re
     if name in given:
       parser.error(f"{flag} conflicts with --preset reference: {ref} fixes it (docs/seed-parity.md); drop the flag "
                    "or use --preset fair")
-  if "warm_start" in given and (args.setting != "ResL" or args.warm_start not in ("cuda_exact", "direct")):
+  if "warm_start" in given and (args.setting != "MRL" or args.warm_start not in ("cuda_exact", "direct")):
     parser.error(f"--warm-start {args.warm_start} conflicts with --preset reference: {ref} runs "
                  + ("cuda_exact (the published --CUDA=0 commands) or direct (the fork's CPU build)"
-                    if args.setting == "ResL" else "no warm start"))
+                    if args.setting == "MRL" else "no warm start"))
   if args.setting == "TTv2" and "n_states" not in given:
     args.n_states = default.n_states
-  if args.setting == "ResL" and "warm_start" not in given:
+  if args.setting == "MRL" and "warm_start" not in given:
     args.warm_start = default.config.warm_start
   preset = reference_preset(args)
   if args.setting == "TTv2" and "n_states" in given:
@@ -129,7 +129,7 @@ def resolve_reference(parser: argparse.ArgumentParser, args, argv) -> presets.Re
     elif getattr(args, name) != value:
       print(f"--preset reference: {flag} {getattr(args, name):g} wins over {ref}'s {value:g}", file=sys.stderr)
   args.n_states, args.io_perfect = preset.n_states, None  # per setting and role: see meta.json "resolved"
-  if args.setting != "ResL":
+  if args.setting != "MRL":
     args.tiles = args.gamma = args.warm_start = None
   return preset
 
@@ -145,7 +145,7 @@ def resolved_config(args) -> dict:
 def fair_config(args):
   """The analog configuration of ``args.setting`` under the fair preset (a device for SGD, None for FP)."""
   io, n = PERFECT_IO if args.io_perfect else IOParameters(), args.n_states
-  if args.setting == "ResL":
+  if args.setting == "MRL":
     # A warm start needs a tile between the gradient tile and the target, so K = 2 runs without one.
     warm_start = args.warm_start if args.tiles >= 3 else "none"
     return optim.mrl_mnist(n, n_tiles=args.tiles, gamma=args.gamma, warm_start=warm_start,
@@ -181,7 +181,7 @@ def make_optimizer(args, params, steps_per_epoch: int, key=None):
     analog = preset.analog_optimizer(lr, key=key, engine=args.engine, approximate=args.approximate)
     return analog_partition(analog, preset.digital_optimizer(lr), params)
   cfg = fair_config(args)
-  if args.setting in ("ResL", "TTv1", "TTv2"):
+  if args.setting in ("MRL", "TTv1", "TTv2"):
     analog = optim.transfer_compound(cfg, lr, key=key, engine=args.engine)
   elif args.setting in ("TTv3", "TTv4"):
     analog = optim.chopped_transfer(cfg, lr, key=key, engine=args.engine)

@@ -1,9 +1,9 @@
 """Seed sweeps and grids of LeNet-5 runs: each grid point is ONE jit + vmap program over device seeds.
 
-    python examples/sweep.py --settings ResL TTv1 TTv2 MP SGD FP --n-states 4 10 --seeds 3 --epochs 3 \\
+    python examples/sweep.py --settings MRL TTv1 TTv2 MP SGD FP --n-states 4 10 --seeds 3 --epochs 3 \\
         --train-subset 10000 --out runs/sweep
 
-Grid: every ``--presets`` × ``--settings``; the fair preset also spans ``--n-states`` and, for ResL (MRL),
+Grid: every ``--presets`` × ``--settings``; the fair preset also spans ``--n-states`` and, for MRL,
 ``--tiles`` × ``--gamma`` × ``--warm-start``; a reference point runs the setting as ``Mnist_LeNet5.py`` configures it
 (its state count included; ``docs/seed-parity.md``); FP runs once. Writes ``OUT/sweep.json`` (the sweep's
 configuration and grid), ``OUT/<point>.jsonl`` (per-epoch, per-seed metrics and the warm-start target tile),
@@ -67,8 +67,8 @@ def _lenet_example():
 def build_parser():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  p.add_argument("--settings", nargs="+", default=["ResL", "TTv1", "TTv2", "MP", "SGD", "FP"],
-                 type=_setting_arg, help="ResL (MRL), TTv1, TTv2, TTv3, TTv4, MP, SGD, FP")
+  p.add_argument("--settings", nargs="+", default=["MRL", "TTv1", "TTv2", "MP", "SGD", "FP"],
+                 type=_setting_arg, help="MRL (the reference's ResL), TTv1, TTv2, TTv3, TTv4, MP, SGD, FP")
   p.add_argument("--presets", nargs="+", default=["fair"], choices=("fair", "reference"),
                  help="fair: SoftBoundsDevice(±1, 2/n_states) for every method; reference: Mnist_LeNet5.py's own "
                       "configuration of each setting (fixes its state count)")
@@ -200,9 +200,9 @@ def grid(args) -> list[dict]:
     elif preset == "reference":
       ref = presets.lenet5_mnist_reference(setting)
       points.append({**none, "n_states": ref.n_states})
-      if setting == "ResL":
+      if setting == "MRL":
         points[-1].update(tiles=ref.config.n_tiles, gamma=ref.config.gamma, warm_start=ref.config.warm_start)
-    elif setting == "ResL":
+    elif setting == "MRL":
       points += [{**none, "n_states": n, "tiles": k, "gamma": g, "warm_start": w} for n, k, g, w in
                  itertools.product(args.n_states, args.tiles, args.gamma, args.warm_start)]
     else:
@@ -484,7 +484,7 @@ def summary_row(point: dict, records: list[dict]) -> dict:
   switches = [r["epoch"] for r, prev in zip(records[1:], targets) if r.get("warm_start_target") != prev]
   return {**point, **summarize(records), "curve": [float(np.mean(r["test_acc"])) for r in records],
           "curve_std": [sample_std(r["test_acc"]) for r in records], "switch_epochs": switches,
-          "final_target": targets[-1] if point["setting"] == "ResL" else None}
+          "final_target": targets[-1] if point["setting"] == "MRL" else None}
 
 
 def write_summary(out: Path, rows: list[dict]):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ResNet-18 (-block-type D D D A A A) on CIFAR-10 on a GPU machine: ResL vs TT-v2 vs FP at 4 states for a few
+# ResNet-18 (-block-type D D D A A A) on CIFAR-10 on a GPU machine: MRL vs TT-v2 vs FP at 4 states for a few
 # epochs each (about 8 minutes in all), per-epoch accuracy and seconds per epoch written to OUTDIR.
 #
 # Only the repository travels to the GPU machine, so the data must be copied into a git-ignored folder of the
@@ -11,10 +11,10 @@
 #                                                          # build/gpu_data/cifar10_subset.npz) or a folder with
 #                                                          # the canonical CIFAR-10 files (passed as --data-dir)
 # Writes OUTDIR/{env.txt, <setting>.log, epochs.jsonl, summary.txt}; the first epoch's seconds include compilation
-# (ResL's 8-tile step compiles slowest). Environment:
-#   SETTINGS      settings to run (default "ResL TTv2 FP")
+# (MRL's 8-tile step compiles slowest). Environment:
+#   SETTINGS      settings to run (default "MRL TTv2 FP")
 #   EPOCHS        epochs per setting (3); TRAIN_SUBSET training images used (10000, 78 steps of 128)
-#   RUN_TIMEOUT   seconds per setting (default ResL 200, TTv2 150, others 100; epochs done by then are kept)
+#   RUN_TIMEOUT   seconds per setting (default MRL 200, TTv2 150, others 100; epochs done by then are kept)
 #   ENGINE        pulsed-update engine (jnp: the source tree travels without compiled kernels)
 #   N_TRAIN, N_TEST  images in the prepared subset (12000, 3000)
 #   EXTRA_ARGS    appended to every run, e.g. a CPU dry run with TRAIN_SUBSET=256 EPOCHS=1
@@ -61,10 +61,10 @@ cat "$OUT/env.txt"
 
 : >"$OUT/epochs.jsonl"
 : >"$OUT/summary.txt"
-for S in ${SETTINGS:-ResL TTv2 FP}; do
+for S in ${SETTINGS:-MRL TTv2 FP}; do
   echo "== $S" | tee -a "$OUT/summary.txt"
   start=$(date +%s)
-  case "$S" in ResL) limit=200 ;; TTv2) limit=150 ;; *) limit=100 ;; esac
+  case "$S" in MRL|ResL) limit=200 ;; TTv2) limit=150 ;; *) limit=100 ;; esac
   timeout "${RUN_TIMEOUT:-$limit}" "$PY" examples/cifar_resnet.py --optimizer "$S" -block-number 2 2 2 2 \
     -block-type D D D A A A --io-perfect --n-states 4 --epochs "${EPOCHS:-3}" --batch-size 128 \
     --train-subset "${TRAIN_SUBSET:-10000}" "${DATA_FLAG[@]}" --engine "${ENGINE:-jnp}" --no-progress \

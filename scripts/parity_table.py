@@ -19,7 +19,7 @@ import numpy as np
 
 # AIHWKit script name → sweep point name prefix and the sweep's warm-start field.
 SWEEP_NAMES = {"FP": ("FP", None), "SGD": ("SGD", None), "TT-v1": ("TTv1", None), "TT-v2": ("TTv2", None),
-               "MRL": ("ResL", "none")}
+               "MRL": ("MRL", "none")}
 
 
 def mean_std(values) -> tuple[float, float, int]:
@@ -51,7 +51,8 @@ def sweep_rows(folders: list[Path]) -> dict:
         continue
       head = lines[0]
       for name, (setting, warm) in SWEEP_NAMES.items():
-        if head["setting"] == setting and head.get("warm_start") == warm:
+        # Records written before the setting was renamed call MRL by the reference's name, ResL.
+        if head["setting"].replace("ResL", "MRL") == setting and head.get("warm_start") == warm:
           first = epochs[0]
           seeds = len(first["test_acc"])
           out[(name, head["n_states"])] = {"acc": first["test_acc"], "loss": first["train_loss"],

@@ -11,16 +11,16 @@ PY=${PYTHON:-python}
 COMMON=(--seeds 3 --resume "$@")
 # Main comparison, 10 epochs: MRL with the reference warm start (cuda_exact, plateau checked once per epoch) and
 # without, the Tiki-Taka family, analog SGD and FP at 4 states; MP in its own folder (added after the first).
-$PY examples/sweep.py --settings ResL TTv1 TTv2 TTv3 TTv4 SGD FP --n-states 4 --warm-start cuda_exact none \
+$PY examples/sweep.py --settings MRL TTv1 TTv2 TTv3 TTv4 SGD FP --n-states 4 --warm-start cuda_exact none \
   --epochs 10 "${COMMON[@]}" --out "$OUT/fair_s4"
 $PY examples/sweep.py --settings MP --n-states 4 --epochs 10 "${COMMON[@]}" --out "$OUT/fair_s4_mp"
-$PY examples/sweep.py --settings ResL TTv1 TTv2 TTv3 TTv4 MP SGD --n-states 10 --warm-start cuda_exact none \
+$PY examples/sweep.py --settings MRL TTv1 TTv2 TTv3 TTv4 MP SGD --n-states 10 --warm-start cuda_exact none \
   --epochs 10 "${COMMON[@]}" --out "$OUT/fair_s10"
 # The reference scripts' own configurations (Mnist_LeNet5.py; each fixes its state count).
-$PY examples/sweep.py --presets reference --settings ResL TTv1 TTv2 TTv3 TTv4 MP SGD --epochs 10 "${COMMON[@]}" \
+$PY examples/sweep.py --presets reference --settings MRL TTv1 TTv2 TTv3 TTv4 MP SGD --epochs 10 "${COMMON[@]}" \
   --out "$OUT/reference"
 # Ablations at 4 states, 5 epochs (K = 7, γ = 0.5 is the main comparison's point).
-$PY examples/sweep.py --settings ResL --n-states 4 --tiles 3 5 --warm-start cuda_exact --epochs 5 "${COMMON[@]}" \
+$PY examples/sweep.py --settings MRL --n-states 4 --tiles 3 5 --warm-start cuda_exact --epochs 5 "${COMMON[@]}" \
   --out "$OUT/ablation_tiles"
-$PY examples/sweep.py --settings ResL --n-states 4 --gamma 0.4 0.6 --warm-start cuda_exact --epochs 5 \
+$PY examples/sweep.py --settings MRL --n-states 4 --gamma 0.4 0.6 --warm-start cuda_exact --epochs 5 \
   "${COMMON[@]}" --out "$OUT/ablation_gamma"

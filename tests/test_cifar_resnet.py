@@ -34,7 +34,7 @@ def tiny(example):
 
   Initialised from an ``rbg`` key: XLA compiles its initialisation in ~3 s on the CPU, threefry's in ~20 s.
   """
-  args = example.build_parser().parse_args(TINY + ["--optimizer", "ResL", "--tiles", "3", "--lr", "0.05"])
+  args = example.build_parser().parse_args(TINY + ["--optimizer", "MRL", "--tiles", "3", "--lr", "0.05"])
   model = ResNet(tuple(args.block_number), tuple(args.block_type), width=args.width,
                  rngs=nnx.Rngs(params=jax.random.key(0, impl="rbg")))
   return (args,) + nnx.split(model)
@@ -133,9 +133,9 @@ def test_short_resl_run_lowers_the_loss_and_updates_batch_statistics(example, ti
 def test_cli_accepts_the_reference_flags(example):
   parser = example.build_parser()
   args = parser.parse_args(["-block-number", "2", "2", "2", "2", "-block-type", "D", "D", "D", "A", "A", "A",
-                            "--optimizer", "ResL", "--io-perfect"])
+                            "--optimizer", "MRL", "--io-perfect"])
   assert args.block_number == [2, 2, 2, 2] and args.block_type == ["D", "D", "D", "A", "A", "A"]
-  assert (args.setting, args.io_perfect, args.batch_size, args.epochs, args.tiles) == ("ResL", True, 128, 200, 8)
+  assert (args.setting, args.io_perfect, args.batch_size, args.epochs, args.tiles) == ("MRL", True, 128, 200, 8)
   assert (example.learning_rate(args), args.lr_step, args.label_smoothing) == (0.1, 100, 0.1)
   # ResL keeps the reference's noisy transfer read; TT-v1 reads perfectly with --io-perfect
   assert not example.transfer_read_io(args).is_perfect

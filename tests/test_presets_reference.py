@@ -85,7 +85,7 @@ def _resl(script_fields):
 
 
 EXPECTED = {
-    ("mnist", "ResL"): {**MNIST_RUN, **_resl({
+    ("mnist", "MRL"): {**MNIST_RUN, **_resl({
         "config.n_tiles": 7, "config.gammas": (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0),
         "config.transfer_every": (2.0, 10.0, 50.0, 250.0, 1250.0, 6250.0, 31250.0),
         "config.transfer_lr": tuple(0.1 * 1.2**n for n in (6, 5, 4, 3, 2, 1, 0)),
@@ -109,7 +109,7 @@ EXPECTED = {
                        "forward_io": NOISY, "backward_io": NOISY, "unsupported_fields": ()},
     ("mnist", "FP"): {**MNIST_RUN, **MAP_NONE, "algorithm": "sgd", "config": None, "n_states": None,
                       "unsupported_fields": ()},
-    ("cifar", "ResL"): {**CIFAR_RUN, **_resl({
+    ("cifar", "MRL"): {**CIFAR_RUN, **_resl({
         "config.n_tiles": 8, "config.gammas": tuple(0.5 ** (7 - i) for i in range(8)),
         "config.transfer_every": (3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 192.0, 384.0),
         "config.transfer_lr": tuple(0.3 * 1.2**n for n in (7, 6, 5, 4, 3, 2, 1, 0)),
@@ -168,7 +168,7 @@ def test_reference_preset_fields(script, setting):
 def test_every_setting_has_a_reference_preset():
   assert {s for _, s in EXPECTED} == set(P.SETTINGS)
   assert {P.canonical_setting(P.REFERENCE_NAMES[s]) for s in P.SETTINGS} == set(P.SETTINGS)
-  with pytest.raises(ValueError, match="setting = 'TT-v5' is invalid: allowed is one of 'ResL'"):
+  with pytest.raises(ValueError, match=r"setting = 'TT-v5' is invalid: allowed is one of 'MRL' \('ResL'\)"):
     P.canonical_setting("TT-v5")
 
 
@@ -178,14 +178,14 @@ def test_script_options():
   assert tt2.n_states == 4.0 and tt2.config.buffer.thres_scale == 1.0
   noisy = P.resnet_cifar10_reference("TTv3", io_perfect=False)
   assert noisy.forward_io == NOISY and noisy.config.transfer_io == READ_NO_MGMT
-  assert P.resnet_cifar10_reference("ResL", io_perfect=False).config.transfer_io == NOISY
+  assert P.resnet_cifar10_reference("MRL", io_perfect=False).config.transfer_io == NOISY
   st = P.resnet_cifar10_reference("TT-v1", self_transfer=True)
   assert st.no_self_transfer is False and [f for f, _ in st.unsupported] == ["no_self_transfer"]
-  with pytest.raises(ValueError, match="self_transfer = True is invalid for ResL"):
-    P.resnet_cifar10_reference("ResL", self_transfer=True)
-  assert P.lenet5_mnist_reference("ResL", warm_start="direct").config.warm_start == "direct"
+  with pytest.raises(ValueError, match="self_transfer = True is invalid for MRL"):
+    P.resnet_cifar10_reference("MRL", self_transfer=True)
+  assert P.lenet5_mnist_reference("MRL", warm_start="direct").config.warm_start == "direct"
   with pytest.raises(ValueError, match="warm_start = 'via_tile1' is invalid"):
-    P.lenet5_mnist_reference("ResL", warm_start="via_tile1")
+    P.lenet5_mnist_reference("MRL", warm_start="via_tile1")
 
 
 def test_unsupported_fields_refuse_unless_approximated():
@@ -198,7 +198,7 @@ def test_unsupported_fields_refuse_unless_approximated():
   with pytest.raises(NotImplementedError, match="no_self_transfer"):
     P.resnet_cifar10_reference("TTv1", self_transfer=True).analog_optimizer(0.1, key=0)
   with pytest.raises(ValueError, match="allowed is nothing"):
-    P.lenet5_mnist_reference("ResL").check_supported(("mapping.weight_scaling_omega",))
+    P.lenet5_mnist_reference("MRL").check_supported(("mapping.weight_scaling_omega",))
 
 
 @pytest.mark.parametrize("script,setting", sorted(EXPECTED))
@@ -295,7 +295,7 @@ def test_mnist_cli_reference_preset_resolves_and_reports(capsys):
   args, preset = _resolve(example, ["--preset", "reference", "--setting", "TTv2", "--n-states", "4"])
   assert preset.n_states == 4.0 and preset.config.device.dw_min == 0.5
   assert "sets TT-v2's --dwmin 0.5" in capsys.readouterr().err
-  args, preset = _resolve(example, ["--preset", "reference", "--setting", "ResL", "--warm-start", "direct"])
+  args, preset = _resolve(example, ["--preset", "reference", "--setting", "MRL", "--warm-start", "direct"])
   assert preset.config.warm_start == "direct"
   resolved = example.resolved_config(args)
   assert resolved["preset"] == "reference" and resolved["config"]["warm_start"] == "direct"
@@ -320,9 +320,9 @@ def test_mnist_model_kwargs_carry_the_mapping():
 @pytest.mark.parametrize("argv,message", [
     (["--setting", "TT-v1", "--n-states", "4"], "--n-states 4 conflicts with --preset reference: Mnist_LeNet5.py "
                                                 "TT-v1 fixes 10 states"),
-    (["--setting", "ResL", "--tiles", "5"], "--tiles conflicts with --preset reference"),
+    (["--setting", "MRL", "--tiles", "5"], "--tiles conflicts with --preset reference"),
     (["--setting", "SGD", "--no-io-perfect"], "--io-perfect/--no-io-perfect conflicts with --preset reference"),
-    (["--setting", "ResL", "--warm-start", "via_tile1"], "ResL runs cuda_exact"),
+    (["--setting", "MRL", "--warm-start", "via_tile1"], "ResL runs cuda_exact"),
     (["--setting", "SGD", "--approximate", "mapping.weight_scaling_omega"], "approximate = "
                                                                             "'mapping.weight_scaling_omega' is invalid"),
 ])
@@ -359,7 +359,7 @@ def test_cifar_cli_reference_preset_resolves_and_reports(capsys):
   fp = parser.parse_args(["--preset", "reference", "--optimizer", "FP SGD"])
   example.resolve_reference(parser, fp, ["--preset", "reference", "--optimizer", "FP SGD"])
   assert fp.lr == 0.2 and example.resolved_config(fp)["momentum"] == 0.0
-  for argv, message in ((["--optimizer", "ResL", "--n-states", "10"], "--n-states conflicts"),
+  for argv, message in ((["--optimizer", "MRL", "--n-states", "10"], "--n-states conflicts"),
                         (["--optimizer", "TTv1", "--label-smoothing", "0.2"], "--label-smoothing conflicts"),
                         (["--optimizer", "TTv1", "--approximate", "mixed_precision.commit"],
                          "approximate = 'mixed_precision.commit' is invalid")):

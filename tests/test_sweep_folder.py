@@ -29,13 +29,13 @@ def parse(sweep, *flags):
 
 
 def test_grid_spans_presets_states_and_mrl_dimensions(sweep):
-  args = parse(sweep, "--settings", "ResL", "TTv1", "MP", "FP", "--presets", "fair", "reference", "--n-states", "4", "10",
+  args = parse(sweep, "--settings", "MRL", "TTv1", "MP", "FP", "--presets", "fair", "reference", "--n-states", "4", "10",
                "--warm-start", "cuda_exact", "none")
   names = [sweep.point_name(p) for p in sweep.grid(args)]
-  assert names == ["ResL_s4_K7_g0.5_cuda_exact", "ResL_s4_K7_g0.5_none", "ResL_s10_K7_g0.5_cuda_exact",
-                   "ResL_s10_K7_g0.5_none", "TTv1_s4", "TTv1_s10", "MP_s4", "MP_s10", "FP",
+  assert names == ["MRL_s4_K7_g0.5_cuda_exact", "MRL_s4_K7_g0.5_none", "MRL_s10_K7_g0.5_cuda_exact",
+                   "MRL_s10_K7_g0.5_none", "TTv1_s4", "TTv1_s10", "MP_s4", "MP_s10", "FP",
                    # the reference fixes each setting's state count: TT-v1 and MP run Mnist_LeNet5.py's 10 states
-                   "ResL_s4_K7_g0.5_cuda_exact_ref", "TTv1_s10_ref", "MP_s10_ref"]
+                   "MRL_s4_K7_g0.5_cuda_exact_ref", "TTv1_s10_ref", "MP_s10_ref"]
   assert len(set(names)) == len(names)
 
 
@@ -79,14 +79,14 @@ def test_summary_uses_sample_std_and_marks_warm_start_switches(sweep):
   records = [{"epoch": e, "test_acc": acc, "train_loss": [1.0, 1.0], "test_loss": [1.0, 1.0], "seconds": 1.0,
               "warm_start_target": t} for e, acc, t in ((1, [0.5, 0.7], [6, 6]), (2, [0.6, 0.8], [5, 6]),
                                                         (3, [0.7, 0.9], [5, 6]))]
-  row = sweep.summary_row({"setting": "ResL"}, records)
+  row = sweep.summary_row({"setting": "MRL"}, records)
   assert row["curve_std"][-1] == pytest.approx(0.1414213, rel=1e-6)  # ddof 1: sqrt(0.02)
   assert row["test_acc_std"] == pytest.approx(0.1414213, rel=1e-6)
   assert row["switch_epochs"] == [2] and row["final_target"] == [5, 6]
 
 
 def test_lr_notice_names_the_absolute_analog_rates():
-  assert "reaches only the digital parameters" in cli.analog_lr_notice(optim.resl_mnist(4))
+  assert "reaches only the digital parameters" in cli.analog_lr_notice(optim.mrl_mnist(4))
   assert "scales only the transfers" in cli.analog_lr_notice(optim.ttv1(4))
   assert cli.analog_lr_notice(optim.mixed_precision_preset(4)) is None
   assert cli.analog_lr_notice(None) is None

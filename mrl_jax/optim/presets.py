@@ -126,10 +126,10 @@ def mixed_precision_preset(n_states: float = 4, device: PulsedDevice | None = No
 
 # ---- reference presets --------------------------------------------------------------------------------------
 
-SETTINGS = ("ResL", "TTv1", "TTv2", "TTv3", "TTv4", "MP", "SGD", "FP")
-"""``mrl_jax``'s setting names (those of the example scripts)."""
+SETTINGS = ("MRL", "TTv1", "TTv2", "TTv3", "TTv4", "MP", "SGD", "FP")
+"""``mrl_jax``'s setting names (those of the example scripts; the reference's ``ResL`` is accepted for ``MRL``)."""
 
-REFERENCE_NAMES = {"ResL": "ResL", "TTv1": "TT-v1", "TTv2": "TT-v2", "TTv3": "TT-v3", "TTv4": "TT-v4", "MP": "mp",
+REFERENCE_NAMES = {"MRL": "ResL", "TTv1": "TT-v1", "TTv2": "TT-v2", "TTv3": "TT-v3", "TTv4": "TT-v4", "MP": "mp",
                    "SGD": "Analog SGD", "FP": "FP SGD"}
 """``mrl_jax`` setting → the reference scripts' name (``--SETTING`` / ``--optimizer``)."""
 
@@ -420,11 +420,11 @@ def lenet5_mnist_reference(setting: str, *, tt2_dwmin: float = 0.1, tt2_wmax: fl
   """A setting of ``Mnist_LeNet5.py`` (kdhhewuciedu/AIMC @ 58d05ed), literally.
 
   Args:
-    setting: ``ResL``, ``TTv1``/``TT-v1``, ``TTv2``, ``TTv3``, ``TTv4``, ``MP``/``mp``, ``SGD``/``Analog SGD``,
+    setting: ``MRL``/``ResL``, ``TTv1``/``TT-v1``, ``TTv2``, ``TTv3``, ``TTv4``, ``MP``/``mp``, ``SGD``/``Analog SGD``,
       ``FP``/``FP SGD``.
     tt2_dwmin, tt2_wmax: the script's ``--dwmin`` (default 0.1, i.e. 20 states) and ``--Wmax`` (1), used by
       TT-v2 only.
-    warm_start: ResL only: ``cuda_exact`` (the published ``--CUDA=0`` commands) or ``direct`` (the fork's CPU
+    warm_start: MRL only: ``cuda_exact`` (the published ``--CUDA=0`` commands) or ``direct`` (the fork's CPU
       build).
 
   Returns:
@@ -436,7 +436,7 @@ def lenet5_mnist_reference(setting: str, *, tt2_dwmin: float = 0.1, tt2_wmax: fl
   C.choice("lenet5_mnist_reference", "warm_start", warm_start, ("cuda_exact", "direct"))
   common = dict(script="Mnist_LeNet5.py", setting=s, learning_rate=0.05, lr_decay_every=50, lr_decay_factor=0.1,
                 epochs=200, batch_size=8, loss="nll_log_softmax")
-  if s == "ResL":
+  if s == "MRL":
     K = 7
     cfg = TransferCompound(
         device=SoftBoundsDevice(w_min=-1.0, w_max=1.0, dw_min=0.5), n_tiles=K, gamma=0.5,
@@ -496,14 +496,14 @@ def resnet_cifar10_reference(setting: str, *, io_perfect: bool = True, self_tran
   literally.
 
   Args:
-    setting: ``ResL``, ``TTv1``/``TT-v1``, ``TTv2``, ``TTv3``, ``TTv4``, ``MP``/``mp``, ``SGD``/``Analog SGD``,
+    setting: ``MRL``/``ResL``, ``TTv1``/``TT-v1``, ``TTv2``, ``TTv3``, ``TTv4``, ``MP``/``mp``, ``SGD``/``Analog SGD``,
       ``FP``/``FP SGD``.
     io_perfect: the script's ``--io-perfect`` (given in the published commands): perfect forward and backward
       I/O for every analog setting, and perfect transfer reads for the settings whose name starts with "TT"
-      (ResL keeps AIHWKit's noisy transfer read). False: AIHWKit's default I/O everywhere.
+      (MRL keeps AIHWKit's noisy transfer read). False: AIHWKit's default I/O everywhere.
     self_transfer: the script's ``-TTST`` (TT-v1 only): ``no_self_transfer = False``, not modelled (the fork's
       CUDA warm start then transfers C onto itself and, after a plateau, into A; ``docs/seed-parity.md``).
-    warm_start: ResL only: ``cuda_exact`` (the published ``--CUDA=0`` commands) or ``direct`` (CPU build).
+    warm_start: MRL only: ``cuda_exact`` (the published ``--CUDA=0`` commands) or ``direct`` (CPU build).
 
   Returns:
     the frozen ``ReferencePreset``; ``docs/seed-parity.md`` cites the script line of every field.
@@ -519,7 +519,7 @@ def resnet_cifar10_reference(setting: str, *, io_perfect: bool = True, self_tran
                 lr_decay_factor=0.1, epochs=200, batch_size=128, loss="label_smoothing")
   fb = PERFECT_IO if io_perfect else AIHWKIT_IO
   tt_read = lambda default: PERFECT_IO if io_perfect else default
-  if s == "ResL":
+  if s == "MRL":
     K = 8
     cfg = TransferCompound(
         device=SoftBoundsDevice(w_min=-1.0, w_max=1.0, dw_min=0.5), n_tiles=K, gamma=0.5,

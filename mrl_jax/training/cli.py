@@ -30,9 +30,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
   """``--help`` with every flag's default, and the epilog's lines as written."""
 
 
-EPILOG = """settings (--setting; the reference script's names work too):
-  ResL   MRL: K tiles of significance γ^k; the gradient is pulsed into tile 0 and transferred upwards every
-         T_k mini-batches; the warm start fills the top tile first, one tile down per loss plateau
+EPILOG = """settings (--setting; the reference scripts' names work too: ResL, TT-v1, mp, …):
+  MRL    multi-tile residual learning (the reference's ResL): K tiles of significance γ^k; the gradient is
+         pulsed into tile 0 and transferred upwards every T_k mini-batches; the warm start fills the top tile
+         first, one tile down per loss plateau
   TTv1   Tiki-Taka: 2 tiles, one column of the gradient tile read into the visible tile per mini-batch
   TTv2   buffered Tiki-Taka: transfers accumulate in a digital buffer, written once they pass a threshold
   TTv3   chopped TT-v2 (c-TTv2): TT-v2 with input choppers that flip the sign of the gradient tile's writes
@@ -40,7 +41,7 @@ EPILOG = """settings (--setting; the reference script's names work too):
   MP     mixed precision: the gradient accumulates digitally and is committed to the device in whole steps
   SGD    analog SGD: the gradient pulsed straight onto one tile
   FP     floating-point SGD (no device)
-warm-start modes (--warm-start, ResL):
+warm-start modes (--warm-start, MRL):
   cuda_exact  as the reference's CUDA code (its published --CUDA=0 commands): tile 1 hops into the target
   direct      as the reference fork's CPU build: tile 0 hops straight into the target
   via_tile1   tile 1 hops into the target; the warm start ends when the target reaches tile 1
