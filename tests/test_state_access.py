@@ -8,15 +8,10 @@ from flax import nnx
 
 import mrl_jax as M
 from mrl_jax import nn, optim
+from tests.tiny_mlp import NestedNet
 
 
-class _Net(nnx.Module):
-  def __init__(self, rngs):
-    self.l1 = nn.AnalogLinear(4, 3, rngs=rngs)
-    self.blocks = nnx.List([nn.AnalogLinear(3, 2, rngs=rngs)])
-
-  def __call__(self, x):
-    return self.blocks[0](jnp.tanh(self.l1(x)))
+_Net = NestedNet
 
 
 def _mrl():

@@ -14,6 +14,7 @@ from flax import nnx
 
 import mrl_jax as M
 from mrl_jax import nn, optim
+from tests.tiny_mlp import NestedNet
 from mrl_jax.analog_state import weight_path
 from mrl_jax.training import plots
 
@@ -33,13 +34,7 @@ _ALGORITHMS_UNDER_TEST = {
 _PATHS = [("blocks", 0, "weight"), ("l1", "weight")]
 
 
-class _Net(nnx.Module):
-  def __init__(self, rngs):
-    self.l1 = nn.AnalogLinear(4, 3, rngs=rngs)
-    self.blocks = nnx.List([nn.AnalogLinear(3, 2, rngs=rngs)])
-
-  def __call__(self, x):
-    return self.blocks[0](jnp.tanh(self.l1(x)))
+_Net = NestedNet
 
 
 @functools.cache
