@@ -438,30 +438,22 @@ def _compound_devices(node: _Node, seeds: list, exactly_two: bool):
   return slow, fast, K
 
 
-_NO_ROW_PERIODS = ("row-counted transfer periods (units_in_mbatch=False) are not modelled for TransferCompound yet: "
-                   "allowed is True (periods in mini-batches)")
-
-
 def _transfer_compound(node: _Node, update, seeds: list, warm_start: str, plateau: PlateauRule):
   node.note_seed(seeds)
   device, fast, K = _compound_devices(node, seeds, exactly_two=False)
   gamma = node.get("gamma")
   gamma_vec = node.get("gamma_vec") or None
-  te = node.get("transfer_every")
+  # AIHWKit 1.1.0 returns from the top tile's self transfer before reading (measured in
+  # tests/fixtures/make_row_period_fixtures.py, case k3_rows_vec): no_self_transfer changes nothing.
+  node.get("no_self_transfer")
   te_vec = node.get("transfer_every_vec")
-  no_self = node.require("no_self_transfer", (True,),
-                         "mrl_jax never transfers from the last tile: allowed is True")
-  if not te_vec:
-    if K > 2:
-      node.problem("transfer_every_vec", te_vec, f"with {K} devices AIHWKit derives the periods from the tile's out "
-                   "size (te·(out/n_reads)^k), which a configuration without shapes cannot: allowed is an explicit "
-                   f"list of {K} periods")
-    te_vec = [te] + [0.0 if no_self else te] * (K - 1)
+  transfer_every = tuple(te_vec) if te_vec else node.get("transfer_every")
   lr = node.get("transfer_lr")  # read even when the vector is given (AIHWKit then ignores it)
-  lr_vec = node.get("transfer_lr_vec") or [lr] * K
-  node.require("units_in_mbatch", (True,), _NO_ROW_PERIODS)
-  node.require("with_reset_prob", (0.0, 0), "column resets during transfers are not modelled: allowed is 0")
-  node.require("random_selection", (False,), "random column selection is not modelled: allowed is False")
+  lr_vec = node.get("transfer_lr_vec") or lr
+  if node.is_a("BufferedTransferCompound"):
+    node.require("with_reset_prob", (0.0, 0), "AIHWKit's buffered compound ignores it (BufferedTransferRPUDevice::"
+                 "readAndUpdate): allowed is 0")
+  with_reset_prob = node.get("with_reset_prob")
   transfer_io = _child(node, "transfer_forward", _io)
   transfer_update = _child(node, "transfer_update", _update)
   buffer = None
@@ -470,7 +462,9 @@ def _transfer_compound(node: _Node, update, seeds: list, warm_start: str, platea
                                                momentum=node.get("momentum"),
                                                forget_buffer=node.get("forget_buffer")), "buffer")
   kwargs = dict(n_reads_per_transfer=node.get("n_reads_per_transfer"), transfer_columns=node.get("transfer_columns"),
-                fast_lr=node.get("fast_lr"), scale_transfer_lr=node.get("scale_transfer_lr"))
+                fast_lr=node.get("fast_lr"), scale_transfer_lr=node.get("scale_transfer_lr"),
+                units_in_mbatch=node.get("units_in_mbatch"), random_selection=node.get("random_selection"),
+                with_reset_prob=0.0 if buffer is not None else with_reset_prob)
   node.close()
   if None in (device, transfer_io, transfer_update, update) or (node.is_a("BufferedTransferCompound") and
                                                                  buffer is None):
@@ -478,8 +472,7 @@ def _transfer_compound(node: _Node, update, seeds: list, warm_start: str, platea
   try:
     gamma_vec = None if gamma_vec is None else tuple(float(g) for g in gamma_vec)
     return TransferCompound(device=device, fast_device=fast, n_tiles=K, gamma=float(gamma), gamma_vec=gamma_vec,
-                            transfer_every=tuple(float(t) for t in te_vec),
-                            transfer_lr=tuple(float(r) for r in lr_vec), update=update,
+                            transfer_every=transfer_every, transfer_lr=lr_vec, update=update,
                             transfer_update=transfer_update, transfer_io=transfer_io, buffer=buffer,
                             warm_start=warm_start, plateau=plateau, **kwargs)
   except (ValueError, TypeError) as err:

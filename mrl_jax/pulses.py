@@ -88,6 +88,11 @@ class UpdateParameters:
     return dataclasses.replace(self, **changes)
 
 
+SINGLE_PULSE_UPDATE = UpdateParameters(desired_bl=1, update_management=False, update_bl_management=False)
+"""One deterministic pulse per ±1 (BL 1, no update management): AIHWKit's default ``transfer_update`` of the
+buffered, chopped and dynamic transfer compounds, whose writes commit whole device steps."""
+
+
 def row_bl_and_scales(up: UpdateParameters, x_amax, d_amax, lr, dw: float):
   """Per-row bit length and probability scales.
 

@@ -65,6 +65,29 @@ def set_weights(state: TileState, device: PulsedDevice, weights, key=None) -> Ti
   return state._replace(weights=persistent)
 
 
+
+def reset_columns(state: TileState, device: PulsedDevice, columns, key) -> TileState:
+  """Resets every crosspoint of the chosen columns (AIHWKit ``resetCols`` with probability 1).
+
+  Each crosspoint becomes its reset value plus ``device.reset_std`` Gaussian noise, clipped to its bounds; under
+  write noise the reset crosspoints get fresh apparent weights (the convention of ``tile_update``).
+
+  Args:
+    state: the tile, ``[out, in]``.
+    device: its device config.
+    columns: ``bool[in]``, the columns to reset.
+    key: PRNG key.
+  """
+  k_value, k_wn = jax.random.split(key)
+  noise = jnp.float32(device.reset_std) * jax.random.normal(k_value, state.weights.shape, jnp.float32)
+  value = clip_to_bounds(state.params["reset_bias"] + noise, state.params)
+  chosen = jnp.broadcast_to(columns[None, :], state.weights.shape)
+  if device.write_noise_std > 0:
+    persistent = jnp.where(chosen, value, state.persistent)
+    return state._replace(weights=jnp.where(chosen, _write_noise(device, persistent, k_wn), state.weights),
+                          persistent=persistent)
+  return state._replace(weights=jnp.where(chosen, value, state.weights))
+
 def init_tile(key, device: PulsedDevice, shape: tuple[int, int], weights=None) -> TileState:
   """Draws a tile's device parameters and programs ``weights`` (zeros by default).
 

@@ -102,3 +102,66 @@ def test_end_epoch_on_an_nnx_optimizer():
   _, grads = nn.value_and_analog_grad(lambda m, x: jnp.mean(m(x) ** 2))(model, jnp.ones((2, 4)))
   optimizer.update(model, grads)
   assert int(O.warm_start_target(optimizer.opt_state)) == 1
+
+
+def _unfed_setup(limit):
+  cfg, _, params, grad = _setup()
+  cfg = cfg.replace(plateau=O.PlateauRule(warn_after_updates=limit))
+  return cfg, O.transfer_compound(cfg, 0.1, key=3), params, grad
+
+
+def _warnings_of(run):
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    run()
+    jax.effects_barrier()
+  return [w for w in caught if issubclass(w.category, O.WarmStartNotFedWarning)]
+
+
+def test_a_loop_that_never_feeds_the_warm_start_is_warned_once():
+  """``warn_after_updates = 4``: a loop that never passes a loss is warned once, after update 4 (not before, not
+  again); feeding a loss every 3 updates, by ``epoch_loss=`` or ``end_epoch``, or asking for a switch resets the
+  count, so that loop is never warned; under vmap over 2 seeds it comes once per seed (JAX calls a host callback
+  per batch element), not in every step."""
+  cfg, tx, params, grad = _unfed_setup(4)
+  step = jax.jit(lambda s, loss: tx.update(grad, s, params, epoch_loss=loss)[1])
+
+  def loop(n, feed=None):
+    state = tx.init(params)
+    for i in range(n):
+      loss = np.float32(1.0 if (feed == "extra_arg" and i % 3 == 0 and i > 0) else np.nan)
+      state = step(state, loss)
+      if feed == "end_epoch" and i % 3 == 2:
+        state = O.end_epoch(cfg, state, 1.0)
+      if feed == "switch" and i % 3 == 2:
+        state = O.request_switch(state)
+    return state
+
+  assert len(_warnings_of(lambda: loop(3))) == 0
+  caught = _warnings_of(lambda: loop(12))
+  assert len(caught) == 1
+  assert "got no epoch loss in 4 updates and stays on tile 3" in str(caught[0].message)
+  for feed in ("extra_arg", "end_epoch", "switch"):
+    assert len(_warnings_of(lambda: loop(12, feed))) == 0, feed
+  batched = jax.jit(jax.vmap(lambda s: tx.update(grad, s, params)[1]))
+
+  def vmapped():
+    states = jax.vmap(lambda k: tx.init(params))(jnp.arange(2))
+    for _ in range(10):
+      states = batched(states)
+
+  assert len(_warnings_of(vmapped)) == 2
+
+
+def test_the_unfed_warning_can_be_turned_off():
+  cfg, tx, params, grad = _unfed_setup(None)
+  step = jax.jit(lambda s: tx.update(grad, s, params)[1])
+
+  def run():
+    state = tx.init(params)
+    for _ in range(20):
+      state = step(state)
+
+  assert _warnings_of(run) == []
+  with pytest.raises(ValueError, match=r"PlateauRule.warn_after_updates = 0 is invalid: allowed range is >= 1"):
+    O.PlateauRule(warn_after_updates=0)

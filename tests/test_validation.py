@@ -82,8 +82,8 @@ BAD = [
     # algorithms
     (lambda: O.TransferCompound(device=M.SoftBoundsDevice(), n_tiles=1), ValueError, r"n_tiles = 1 .* \[2, 32\]"),
     (lambda: O.TransferCompound(device=M.SoftBoundsDevice(), gamma=1.5), ValueError, r"gamma = 1\.5 .* \[0, 1\]"),
-    (lambda: O.TransferCompound(device=M.SoftBoundsDevice(), n_tiles=3), ValueError,
-     r"transfer_every has 2 entries: allowed is exactly n_tiles = 3"),
+    (lambda: O.TransferCompound(device=M.SoftBoundsDevice(), n_tiles=3, transfer_every=(1.0, 0.0)), ValueError,
+     r"transfer_every has 2 entries: allowed is exactly n_tiles = 3 \(or one number\)"),
     (lambda: O.TransferCompound(device=M.SoftBoundsDevice(), transfer_every=(0.5, 0.0)), ValueError,
      r"transfer_every\[0\] = 0\.5 .* whole mini-batches"),
     (lambda: O.TransferCompound(device=M.SoftBoundsDevice(), transfer_lr=(-1.0, 1.0)), ValueError, r"transfer_lr"),

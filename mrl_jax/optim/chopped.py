@@ -39,13 +39,13 @@ from mrl_jax.devices import PulsedDevice
 from mrl_jax.fmath import fence_from
 from mrl_jax.io import IOParameters, analog_mvm
 from mrl_jax.optim import base
-from mrl_jax.pulses import UpdateParameters
+from mrl_jax.pulses import SINGLE_PULSE_UPDATE, UpdateParameters
 from mrl_jax.tile import count_skipped, init_tile, post_update_step, tile_update
 from mrl_jax.update import Engine, operands_finite
 from mrl_jax.transfer import one_hot_lines, transfer_read_io
 
 _f32 = np.float32
-TRANSFER_UPDATE = UpdateParameters(desired_bl=1, update_management=False, update_bl_management=False)
+TRANSFER_UPDATE = SINGLE_PULSE_UPDATE
 """AIHWKit's default ``transfer_update`` of the chopped compounds: one deterministic pulse per ±1."""
 
 

@@ -18,10 +18,13 @@ Per mini-batch (``step`` counts mini-batches; AIHWKit counts rows and converts):
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Optional
+import math
+import warnings
+from typing import NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from mrl_jax import _checks as C
@@ -30,10 +33,10 @@ from mrl_jax.devices import PulsedDevice
 from mrl_jax.io import IOParameters, analog_mvm
 from mrl_jax.optim import base
 from mrl_jax.optim.plateau import MNIST_RULE, PlateauRule, PlateauState, plateau_init, plateau_update
-from mrl_jax.pulses import UpdateParameters
-from mrl_jax.tile import init_tile, post_update_step, tile_update
+from mrl_jax.pulses import SINGLE_PULSE_UPDATE, UpdateParameters
+from mrl_jax.tile import count_skipped, init_tile, post_update_step, reset_columns, tile_update
 from mrl_jax.transfer import one_hot_lines, transfer, transfer_read_io
-from mrl_jax.update import Engine
+from mrl_jax.update import Engine, operands_finite
 
 WARM_START_MODES = ("none", "direct", "via_tile1", "cuda_exact")
 
@@ -63,39 +66,63 @@ class BufferSettings:
 class TransferCompound:
   """Configuration of a K-tile transfer compound (static under ``jit``).
 
+  Defaults are AIHWKit 1.1.0's ``TransferCompound`` Python defaults, and with a ``buffer`` its
+  ``BufferedTransferCompound`` ones.
+
   Attributes:
-    device: device of every tile (``fast_device`` overrides tile 0).
-    n_tiles: K ≥ 2.
+    device: one device for every tile, or a sequence of K devices, least significant first (AIHWKit's
+      ``unit_cell_devices``; 1.1.0 itself uses only the first two and replicates the second).
+    n_tiles: K ≥ 2; None takes the length of a device sequence, else 2.
     gamma: geometric significance; ``gamma_vec[k] = gamma**(K−1−k)`` unless ``gamma_vec`` is given.
-    transfer_every: K periods T_k in mini-batches (the last belongs to the top tile and is unused).
-    transfer_lr: K transfer rates η_k, indexed by the source tile.
+    gamma_vec: K significances, least significant first.
+    transfer_every: K periods T_k (the last belongs to the top tile and is never used), or one number T for
+      AIHWKit's default ``T·q^k`` with ``q = out_size / n_reads_per_transfer`` per weight of shape
+      ``[out_size, in_size]`` (so ``T`` alone for two tiles). Mini-batches when ``units_in_mbatch``, else rows.
+    units_in_mbatch: count ``transfer_every`` in mini-batches (whole ones); False counts rows of the update
+      (AIHWKit rounds to whole rows), so a transfer fires right after its row, inside the mini-batch. For a
+      convolution the rows are its patches. Row counting updates the fast tile one row at a time unless every
+      period is a multiple of the rows per update.
+    transfer_lr: K transfer rates η_k, indexed by the source tile, or one rate for every tile.
     scale_transfer_lr: multiply η_k by the current SGD learning rate.
     fast_lr: rate of the gradient write onto tile 0 (absolute); None means "use the SGD lr" (AIHWKit's 0,
       which is stored as None).
     scale_fast_lr: multiply ``fast_lr`` by the SGD learning rate (AIHWKit ≥ 1.2 behaviour).
     n_reads_per_transfer: columns (rows) moved per transfer event.
     transfer_columns: read columns (forward pass) rather than rows (backward pass).
-    update, transfer_update: pulse parameters of the gradient write and of transfer writes.
+    random_selection: read a uniformly random column (row) at every transfer instead of cycling through them.
+    with_reset_prob: probability that the source column is reset after it was read (each crosspoint to its
+      reset value plus ``reset_std`` noise, clipped to its bounds); columns only, one read per transfer,
+      no buffer (AIHWKit's buffered compound ignores it).
+    update: pulse parameters of the gradient write.
+    transfer_update: pulse parameters of transfer writes; None is AIHWKit's default, ``UpdateParameters()``
+      (BL 31 with update management), or one pulse per device step (``SINGLE_PULSE_UPDATE``) with a buffer.
     transfer_io: I/O of the transfer read (noise and bound management are forced off).
-    warm_start: ``none`` | ``direct`` | ``via_tile1`` | ``cuda_exact``.
+    warm_start: ``none`` | ``direct`` | ``via_tile1`` | ``cuda_exact`` (periods in mini-batches only).
     plateau: rule of the warm-start switch trigger.
     buffer: ``BufferSettings`` for TT-v2 (buffered, thresholded transfers), else None.
+    fast_device: overrides tile 0's device when ``device`` is a single device.
     engine: pulsed-update engine, ``auto`` | ``native`` | ``jnp``.
+
+  AIHWKit's ``no_self_transfer`` has no counterpart: the top tile never transfers (its transfer to itself
+  returns before reading in AIHWKit 1.1.0, so the flag changes nothing there either).
   """
 
-  device: PulsedDevice
-  n_tiles: int = 2
+  device: Union[PulsedDevice, Sequence[PulsedDevice]]
+  n_tiles: Optional[int] = None
   gamma: float = 0.0
   gamma_vec: Optional[tuple] = None
-  transfer_every: tuple = (1.0, 0.0)
-  transfer_lr: tuple = (1.0, 1.0)
+  transfer_every: Union[float, tuple] = 1.0
+  units_in_mbatch: bool = True
+  transfer_lr: Union[float, tuple] = 1.0
   scale_transfer_lr: bool = True
   fast_lr: Optional[float] = 1.0
   scale_fast_lr: bool = False
   n_reads_per_transfer: int = 1
   transfer_columns: bool = True
+  random_selection: bool = False
+  with_reset_prob: float = 0.0
   update: UpdateParameters = UpdateParameters()
-  transfer_update: UpdateParameters = UpdateParameters()
+  transfer_update: Optional[UpdateParameters] = None
   transfer_io: IOParameters = IOParameters()
   warm_start: str = "none"
   plateau: PlateauRule = MNIST_RULE
@@ -105,35 +132,86 @@ class TransferCompound:
 
   def __post_init__(self):
     owner = "TransferCompound"
-    C.integer(owner, "n_tiles", self.n_tiles, 2, 32)
+    self._check_devices(owner)
+    K = self.n_tiles
     C.finite(owner, "gamma", self.gamma)
     if not 0 <= self.gamma <= 1:
       raise ValueError(f"{owner}.gamma = {self.gamma} is invalid: allowed range is [0, 1]")
-    K = self.n_tiles
-    for name in ("transfer_every", "transfer_lr") + (("gamma_vec",) if self.gamma_vec is not None else ()):
-      vec = tuple(float(v) for v in getattr(self, name))
+    for name in ("transfer_every", "transfer_lr", "gamma_vec"):
+      value = getattr(self, name)
+      if value is None:
+        continue
+      if isinstance(value, (int, float)) and name != "gamma_vec":
+        C.non_negative(owner, name, value)
+        if name == "transfer_lr":
+          value = (float(value),) * K
+        elif K == 2:  # the shorthand's periods depend on the weight's shape only from the third tile on
+          value = (float(value), 0.0)
+        object.__setattr__(self, name, value if isinstance(value, tuple) else float(value))
+        continue
+      vec = tuple(float(v) for v in value)
       object.__setattr__(self, name, vec)
       if len(vec) != K:
-        raise ValueError(f"{owner}.{name} has {len(vec)} entries: allowed is exactly n_tiles = {K}")
+        raise ValueError(f"{owner}.{name} has {len(vec)} entries: allowed is exactly n_tiles = {K}"
+                         + ("" if name == "gamma_vec" else " (or one number)"))
       for v in vec:
         C.non_negative(owner, name, v)
-    for k, t in enumerate(self.transfer_every[:-1]):
-      if t != int(t) or t < 1:
-        raise ValueError(f"{owner}.transfer_every[{k}] = {t} is invalid: allowed range is whole mini-batches >= 1")
-    C.check_fields(self, {"scale_transfer_lr": C.boolean, "fast_lr": C.optional_rate, "scale_fast_lr": C.boolean,
+    C.check_fields(self, {"units_in_mbatch": C.boolean, "scale_transfer_lr": C.boolean,
+                          "fast_lr": C.optional_rate, "scale_fast_lr": C.boolean,
                           "n_reads_per_transfer": lambda o, n, v: C.integer(o, n, v, 1),
-                          "transfer_columns": C.boolean,
+                          "transfer_columns": C.boolean, "random_selection": C.boolean,
+                          "with_reset_prob": lambda o, n, v: C.in_range(o, n, v, 0.0, 1.0),
                           "warm_start": lambda o, n, v: C.choice(o, n, v, WARM_START_MODES),
                           "engine": lambda o, n, v: C.choice(o, n, v, ("auto", "native", "jnp"))})
+    if isinstance(self.transfer_every, tuple) and self.units_in_mbatch:
+      for k, t in enumerate(self.transfer_every[:-1]):
+        _check_whole_batches(k, t)
     if self.fast_lr == 0:
       object.__setattr__(self, "fast_lr", None)
     if self.warm_start != "none" and K < 3:
       raise ValueError(f"{owner}.warm_start = {self.warm_start!r} needs n_tiles >= 3, got {K}")
+    if self.warm_start != "none" and not self.units_in_mbatch:
+      raise ValueError(f"{owner}.units_in_mbatch = False is invalid with warm_start = {self.warm_start!r}: the warm "
+                       "start's periods count mini-batches, allowed is True")
     if self.buffer is not None and self.n_reads_per_transfer != 1:
       raise ValueError(f"{owner}.n_reads_per_transfer = {self.n_reads_per_transfer}: allowed is 1 with a buffer")
-    for name in ("device", "fast_device"):
-      dev = getattr(self, name)
+    if self.with_reset_prob > 0:
+      for name, ok, allowed in (("transfer_columns", self.transfer_columns, "True (AIHWKit resets columns only)"),
+                                ("n_reads_per_transfer", self.n_reads_per_transfer == 1, "1"),
+                                ("buffer", self.buffer is None, "None (AIHWKit's buffered compound ignores resets)")):
+        if not ok:
+          raise ValueError(f"{owner}.{name} = {getattr(self, name)!r} is invalid with with_reset_prob = "
+                           f"{self.with_reset_prob}: allowed is {allowed}")
+    if self.transfer_update is None:
+      object.__setattr__(self, "transfer_update", UpdateParameters() if self.buffer is None else SINGLE_PULSE_UPDATE)
+    for name in ("update", "transfer_update"):
+      if not isinstance(getattr(self, name), UpdateParameters):
+        raise TypeError(f"{owner}.{name} must be UpdateParameters, got {type(getattr(self, name)).__name__}")
+
+  def _check_devices(self, owner: str):
+    devices = self.device
+    if isinstance(devices, PulsedDevice):
+      if self.n_tiles is None:
+        object.__setattr__(self, "n_tiles", 2)
+      C.integer(owner, "n_tiles", self.n_tiles, 2, 32)
+      devices = (devices, self.fast_device)
+    else:
+      if not isinstance(devices, Sequence) or isinstance(devices, str):
+        raise TypeError(f"{owner}.device must be a PulsedDevice or a sequence of them, got {type(devices).__name__}")
+      devices = tuple(devices)
+      object.__setattr__(self, "device", devices)
+      if self.n_tiles is None:
+        object.__setattr__(self, "n_tiles", len(devices))
+      C.integer(owner, "n_tiles", self.n_tiles, 2, 32)
+      if len(devices) != self.n_tiles:
+        raise ValueError(f"{owner}.device has {len(devices)} devices: allowed is exactly n_tiles = {self.n_tiles} "
+                         "(or one device for every tile)")
+      if self.fast_device is not None:
+        raise ValueError(f"{owner}.fast_device = {self.fast_device!r} is invalid with a device sequence: allowed is "
+                         "None (the sequence's first device is the fast tile's)")
+    for k, dev in enumerate(devices):
       if dev is not None and not isinstance(dev, PulsedDevice):
+        name = "fast_device" if (k == 1 and isinstance(self.device, PulsedDevice)) else f"device[{k}]"
         raise TypeError(f"{owner}.{name} must be a PulsedDevice, got {type(dev).__name__}")
 
   @property
@@ -144,7 +222,35 @@ class TransferCompound:
     return tuple(float(self.gamma) ** (self.n_tiles - 1 - k) for k in range(self.n_tiles))
 
   def device_of(self, k: int) -> PulsedDevice:
+    """The device of tile ``k`` (0 = the fast tile)."""
+    if not isinstance(self.device, PulsedDevice):
+      return self.device[k]
     return self.fast_device if (k == 0 and self.fast_device is not None) else self.device
+
+  def transfer_periods(self, shape) -> tuple:
+    """AIHWKit's ``transfer_every_vec`` for a weight of shape ``[out, in]``: ``transfer_every`` when it is a
+    sequence, else ``T·q^k`` with ``q = out / n_reads_per_transfer``, multiplied up in float32 as AIHWKit does, and
+    0 for the top tile."""
+    if isinstance(self.transfer_every, tuple):
+      return self.transfer_every
+    t, q = np.float32(self.transfer_every), np.float32(shape[0]) / np.float32(self.n_reads_per_transfer)
+    periods = []
+    for _ in range(self.n_tiles - 1):
+      periods.append(float(t))
+      t = np.float32(t * q)
+    return tuple(periods) + (0.0,)
+
+  def batch_periods(self, shape) -> tuple:
+    """Mini-batches between the transfers out of tiles ``0 … K−2`` (``units_in_mbatch``; 0 = never)."""
+    periods = self.transfer_periods(shape)[:-1]
+    for k, t in enumerate(periods):
+      _check_whole_batches(k, t, f" (transfer_every = {self.transfer_every} for a weight of shape {tuple(shape)})")
+    return tuple(int(t) for t in periods)
+
+  def row_periods(self, shape) -> tuple:
+    """Rows between the transfers out of tiles ``0 … K−2`` (not ``units_in_mbatch``; 0 = never), rounded half away
+    from zero as AIHWKit's ``getTransferEvery``."""
+    return tuple(int(math.floor(t + 0.5)) for t in self.transfer_periods(shape)[:-1])
 
   @property
   def gradient_granularity(self) -> float:
@@ -165,6 +271,12 @@ class TransferCompound:
     return dataclasses.replace(self, **changes)
 
 
+def _check_whole_batches(k: int, t: float, where: str = ""):
+  if t != int(t):
+    raise ValueError(f"TransferCompound.transfer_every[{k}] = {t} is invalid{where}: allowed are whole mini-batches "
+                     "(0 = never) with units_in_mbatch=True; count rows with units_in_mbatch=False")
+
+
 class CompoundLeafState(NamedTuple):
   """Device state of one analog weight under a transfer compound.
 
@@ -172,11 +284,17 @@ class CompoundLeafState(NamedTuple):
     tiles: list of K ``TileState`` (index 0 = fast tile).
     ptr: int32[K] next line to read from each source tile.
     buffer: float32[K−1, out, in] TT-v2 buffers (``None`` without a buffer).
+    rows: int32[K−1] rows since each source tile's last transfer (``None`` unless periods count rows).
   """
 
   tiles: list
   ptr: jax.Array
   buffer: Optional[jax.Array]
+  rows: Optional[jax.Array] = None
+
+
+class WarmStartNotFedWarning(UserWarning):
+  """A warm start that is still running got no epoch loss for a long time (it stays on its target tile)."""
 
 
 class WarmStartState(NamedTuple):
@@ -186,17 +304,19 @@ class WarmStartState(NamedTuple):
     target: int32 warm-start target tile; −1 once warm start is over (or disabled).
     pending: bool, a switch requested (``request_switch``) for the next update.
     plateau: the controller that requests switches from the epoch losses.
+    unfed: int32 updates since the controller last got an epoch loss or a switch request.
   """
 
   target: jax.Array
   pending: jax.Array
   plateau: PlateauState
+  unfed: jax.Array
 
 
 def init_warm_start(cfg: TransferCompound) -> WarmStartState:
   """Target the most significant tile (no target without a warm start), nothing pending."""
   return WarmStartState(target=jnp.int32(cfg.n_tiles - 1 if cfg.warm_start != "none" else -1),
-                        pending=jnp.bool_(False), plateau=plateau_init(cfg.plateau))
+                        pending=jnp.bool_(False), plateau=plateau_init(cfg.plateau), unfed=jnp.int32(0))
 
 
 def step_warm_start(cfg: TransferCompound, state: WarmStartState, epoch_loss) -> WarmStartState:
@@ -204,7 +324,27 @@ def step_warm_start(cfg: TransferCompound, state: WarmStartState, epoch_loss) ->
   switch, plateau = plateau_update(cfg.plateau, state.plateau, epoch_loss)
   pending = state.pending | switch
   target = jnp.where(pending & (state.target >= 0), state.target - 1, state.target)
-  return WarmStartState(target=target, pending=jnp.bool_(False), plateau=plateau)
+  unfed = jnp.where(jnp.isfinite(epoch_loss) | state.pending, 0, state.unfed + 1)
+  limit = cfg.plateau.warn_after_updates
+  if cfg.warm_start != "none" and limit is not None:
+    due = (unfed == limit) & (target >= 0)
+    jax.lax.cond(due, lambda due, target: _warn_not_fed(cfg, due, target), lambda *_: None, due, target)
+  return WarmStartState(target=target, pending=jnp.bool_(False), plateau=plateau, unfed=unfed.astype(jnp.int32))
+
+
+def _warn_not_fed(cfg: TransferCompound, due, target):
+  """Warns from the host. Under vmap over seeds ``lax.cond`` runs this branch in every step, so ``due`` (one per
+  seed then) is checked on the host."""
+
+  def warn(due, target):
+    if np.any(due):
+      warnings.warn(f"the MRL warm start (mode {cfg.warm_start!r}) got no epoch loss in "
+                    f"{cfg.plateau.warn_after_updates} updates and stays on tile {int(np.max(target))}: pass "
+                    "epoch_loss=<previous epoch's mean training loss> to tx.update on the first step of each epoch, "
+                    "or call optim.end_epoch(config, opt_state, loss) after each epoch (PlateauRule."
+                    "warn_after_updates sets when this warning comes)", WarmStartNotFedWarning)
+
+  jax.debug.callback(warn, due, target)
 
 
 def visible_leaf(cfg: TransferCompound, leaf: CompoundLeafState) -> jax.Array:
@@ -228,7 +368,10 @@ def init_leaf(cfg: TransferCompound, key, weights) -> CompoundLeafState:
   top = weights / jnp.float32(cfg.gammas[-1]) if cfg.gammas[-1] not in (0.0, 1.0) else weights
   tiles = [init_tile(keys[k], cfg.device_of(k), weights.shape, top if k == K - 1 else None) for k in range(K)]
   buffer = jnp.zeros((K - 1,) + weights.shape, jnp.float32) if cfg.buffer is not None else None
-  return CompoundLeafState(tiles=tiles, ptr=jnp.zeros((K,), jnp.int32), buffer=buffer)
+  if cfg.units_in_mbatch:
+    cfg.batch_periods(weights.shape)  # refuses fractional mini-batches here, not at the first step
+  rows = None if cfg.units_in_mbatch else jnp.zeros((K - 1,), jnp.int32)
+  return CompoundLeafState(tiles=tiles, ptr=jnp.zeros((K,), jnp.int32), buffer=buffer, rows=rows)
 
 
 # ---- transfers ------------------------------------------------------------------------------------
@@ -237,14 +380,27 @@ def _line_count(cfg: TransferCompound, shape) -> int:
   return shape[1] if cfg.transfer_columns else shape[0]
 
 
+def _first_line(cfg, leaf, src: int, key):
+  """``(line, key)``: the source's next line, or a uniformly random one (``random_selection``, drawn from
+  ``key``, of which the rest is returned)."""
+  if not cfg.random_selection:
+    return leaf.ptr[src], key
+  key, k_line = jax.random.split(key)
+  return jax.random.randint(k_line, (), 0, _line_count(cfg, leaf.tiles[src].weights.shape), jnp.int32), key
+
+
 def _plain_transfer(cfg, leaf, src: int, dst: int, lr_t, key):
   size = _line_count(cfg, leaf.tiles[src].weights.shape)
-  start = leaf.ptr[src]
-  new_dst = transfer(leaf.tiles[src], leaf.tiles[dst], start, lr_t, key, n_reads=cfg.n_reads_per_transfer,
-                     columns=cfg.transfer_columns, read_io=cfg.transfer_io, device=cfg.device_of(dst),
-                     update=cfg.transfer_update, engine=cfg.engine)
+  start, key = _first_line(cfg, leaf, src, key)
   tiles = list(leaf.tiles)
-  tiles[dst] = new_dst
+  if cfg.with_reset_prob > 0:
+    key, k_draw, k_reset = jax.random.split(key, 3)
+    reset = jax.random.uniform(k_draw) < jnp.float32(cfg.with_reset_prob)
+    column = jax.nn.one_hot(start, size, dtype=jnp.bool_) & reset
+    tiles[src] = reset_columns(tiles[src], cfg.device_of(src), column, k_reset)  # after the read, as AIHWKit
+  tiles[dst] = transfer(leaf.tiles[src], leaf.tiles[dst], start, lr_t, key, n_reads=cfg.n_reads_per_transfer,
+                        columns=cfg.transfer_columns, read_io=cfg.transfer_io, device=cfg.device_of(dst),
+                        update=cfg.transfer_update, engine=cfg.engine)
   ptr = leaf.ptr.at[src].set((start + cfg.n_reads_per_transfer) % size)
   return leaf._replace(tiles=tiles, ptr=ptr)
 
@@ -253,10 +409,10 @@ def _buffered_transfer(cfg, leaf, src: int, dst: int, lr_t, key):
   """TT-v2: accumulate the read in the buffer H_src; commit whole device steps of the destination."""
   buf = cfg.buffer
   dst_dev = cfg.device_of(dst)
+  c, key = _first_line(cfg, leaf, src, key)
   k_read, k_write = jax.random.split(key)
   w_src = leaf.tiles[src].weights
   size = _line_count(cfg, w_src.shape)
-  c = leaf.ptr[src]
   g_from, g_to = cfg.gammas[src], cfg.gammas[dst]
   lr_t = lr_t * jnp.float32(g_from / g_to if (g_from > 0 and g_to > 0) else 1.0)
   probe = one_hot_lines(c, 1, size)
@@ -337,7 +493,7 @@ def _warm_hop(cfg: TransferCompound, leaf: CompoundLeafState, src: int, rate, ke
   for dst in range(lo, cfg.n_tiles):
     hop = (lambda l: _self_transfer_quirk(cfg, l, src, rate, key)) if dst == src else \
           (lambda l, dst=dst: _transfer(cfg, l, src, dst, rate, key))
-    leaf = _masked(target == dst, hop, leaf, (dst,))
+    leaf = _masked(target == dst, hop, leaf, _written_by(cfg, src, dst))
   if cfg.warm_start == "direct":
     size = _line_count(cfg, leaf.tiles[0].weights.shape)
     moved = leaf.ptr.at[0].set((leaf.ptr[0] + min(cfg.n_reads_per_transfer, size)) % size)
@@ -351,6 +507,24 @@ def _rates(cfg: TransferCompound, sgd_lr):
   return [jnp.float32(eta) * scale for eta in cfg.transfer_lr]
 
 
+def _written_by(cfg: TransferCompound, src: int, dst: int) -> tuple:
+  """The tiles a transfer ``src → dst`` writes: the destination, and the source when it may be reset."""
+  return (dst, src) if cfg.with_reset_prob > 0 else (dst,)
+
+
+def _gradient_rate(cfg: TransferCompound, sgd_lr):
+  if cfg.fast_lr is None:
+    return sgd_lr
+  return jnp.float32(cfg.fast_lr) * (sgd_lr if cfg.scale_fast_lr else jnp.float32(1))
+
+
+def _write_gradient(cfg: TransferCompound, leaf: CompoundLeafState, x, d, pc_lr, key) -> CompoundLeafState:
+  tiles = list(leaf.tiles)
+  tiles[0] = tile_update(tiles[0], cfg.device_of(0), cfg.update, x, d, pc_lr, key, engine=cfg.engine,
+                         dw=cfg.gradient_granularity)
+  return leaf._replace(tiles=tiles)
+
+
 def step_leaf(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogGradient, sgd_lr, target, key, step):
   """One mini-batch of a transfer compound for one analog weight.
 
@@ -360,24 +534,19 @@ def step_leaf(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogG
     sgd_lr: float32 current SGD learning rate.
     target: int32 warm-start target of this step (``WarmStartState.target`` after ``step_warm_start``).
     key: PRNG key of this step and weight.
-    step: int32 number of this mini-batch (1 for the first); drives the transfer schedule.
+    step: int32 number of this mini-batch (1 for the first); drives the transfer schedule in mini-batches.
 
   Returns:
     the new leaf state.
   """
+  if not cfg.units_in_mbatch:
+    return _step_rows(cfg, leaf, grad, sgd_lr, key)
   K = cfg.n_tiles
   keys = iter(jax.random.split(key, 2 * K + 4))
-  if cfg.fast_lr is None:
-    pc_lr = sgd_lr
-  else:
-    pc_lr = jnp.float32(cfg.fast_lr) * (sgd_lr if cfg.scale_fast_lr else jnp.float32(1))
-  tiles = list(leaf.tiles)
-  tiles[0] = tile_update(tiles[0], cfg.device_of(0), cfg.update, grad.x, grad.d, pc_lr, next(keys),
-                         engine=cfg.engine, dw=cfg.gradient_granularity)
-  leaf = leaf._replace(tiles=tiles)
+  leaf = _write_gradient(cfg, leaf, grad.x, grad.d, _gradient_rate(cfg, sgd_lr), next(keys))
   eta = _rates(cfg, sgd_lr)
-  period = [int(t) for t in cfg.transfer_every]
-  due = lambda k: (step % period[k]) == 0
+  period = cfg.batch_periods(leaf.tiles[0].weights.shape)
+  due = lambda k: (step % period[k]) == 0 if period[k] > 0 else jnp.bool_(False)
 
   if cfg.cuda_like:  # CUDA reference: 0 → 1 every T_0, in both phases
     leaf = _when(due(0), lambda l: _transfer(cfg, l, 0, 1, eta[0], next(keys)), leaf)
@@ -395,8 +564,52 @@ def step_leaf(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogG
   keys_c = jax.random.split(next(keys), K)
   for k in range(1 if cfg.cuda_like else 0, K - 1):
     transfer_k = lambda x, k=k: _transfer(cfg, x, k, k + 1, eta[k], keys_c[k])
-    leaf = _when(due(k), lambda l, k=k, fn=transfer_k: _masked(~warm, fn, l, (k + 1,)), leaf)
+    leaf = _when(due(k), lambda l, k=k, fn=transfer_k: _masked(~warm, fn, l, _written_by(cfg, k, k + 1)), leaf)
   return post_update(cfg, leaf, next(keys))
+
+
+def _step_rows(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.AnalogGradient, sgd_lr, key):
+  """One update call with periods in rows (``units_in_mbatch=False``): AIHWKit's row loop, in which the
+  transfers ``k → k+1`` that are due after a row run right after it, in order of k.
+
+  When every period is a multiple of the rows per call, transfers only follow the last row and the gradient is
+  written in one batched call; otherwise rows are written one by one. A batch with a non-finite value is skipped
+  whole (counted once), as in mini-batch counting; its rows still count.
+  """
+  K, n_rows = cfg.n_tiles, grad.x.shape[0]
+  every = cfg.row_periods(leaf.tiles[0].weights.shape)
+  eta = _rates(cfg, sgd_lr)
+  pc_lr = _gradient_rate(cfg, sgd_lr)
+  k_batch, k_rows, k_post = jax.random.split(key, 3)
+
+  def transfers_due(leaf, rows, keys):
+    """Advances the row counters by ``rows`` and runs the transfers that fall due."""
+    counts = leaf.rows + jnp.int32(rows)
+    wrapped = jnp.asarray([max(e, 1) for e in every], jnp.int32)
+    leaf = leaf._replace(rows=jnp.where(jnp.asarray(every) > 0, counts % wrapped, 0))
+    for k in range(K - 1):
+      if every[k] > 0:
+        leaf = _when(leaf.rows[k] == 0, lambda l, k=k: _transfer(cfg, l, k, k + 1, eta[k], keys[k]), leaf)
+    return leaf
+
+  if all(e % n_rows == 0 for e in every):
+    leaf = _write_gradient(cfg, leaf, grad.x, grad.d, pc_lr, k_batch)
+    leaf = transfers_due(leaf, n_rows, jax.random.split(k_rows, K - 1))
+    return post_update(cfg, leaf, k_post)
+
+  finite = operands_finite(pc_lr, grad.x, grad.d)
+  x, d, pc_lr = (jnp.where(finite, v, jnp.float32(0)) for v in (grad.x, grad.d, pc_lr))
+
+  def row(leaf, inputs):
+    x_r, d_r, k_r = inputs
+    k_write, k_move = jax.random.split(k_r)
+    leaf = _write_gradient(cfg, leaf, x_r[None], d_r[None], pc_lr, k_write)
+    return transfers_due(leaf, 1, jax.random.split(k_move, K - 1)), None
+
+  leaf, _ = jax.lax.scan(row, leaf, (x, d, jax.random.split(k_rows, n_rows)))
+  tiles = list(leaf.tiles)
+  tiles[0] = count_skipped(tiles[0], finite)
+  return post_update(cfg, leaf._replace(tiles=tiles), k_post)
 
 
 def post_update(cfg: TransferCompound, leaf: CompoundLeafState, key) -> CompoundLeafState:

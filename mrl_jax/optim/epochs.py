@@ -8,9 +8,9 @@ controller about each epoch; a loop of your own has two equivalent ways, use one
 * call ``opt_state = end_epoch(config, opt_state, epoch_mean_loss)`` once after each epoch.
 
 A loop that does neither leaves the warm start on its first target tile for ever. The transformation cannot see
-epochs (it runs under ``jit``, and a host callback in every step would cost more than the check is worth), so the
-warning lives where the host sees both the boundary and the state: ``end_epoch`` warns when it is given no finite
-loss while a warm start is still running.
+epochs, so two warnings (``WarmStartNotFedWarning``) cover it: ``end_epoch`` warns when it is given no finite loss
+while a warm start is still running, and the transformation warns once when ``PlateauRule.warn_after_updates``
+(10,000) updates passed without a loss or a ``request_switch``.
 """
 
 from __future__ import annotations
@@ -22,12 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from mrl_jax.analog_state import analog_states, map_analog_states
-from mrl_jax.optim.compound import TransferCompound, WarmStartState
+from mrl_jax.optim.compound import TransferCompound, WarmStartNotFedWarning, WarmStartState
 from mrl_jax.optim.plateau import plateau_update
-
-
-class WarmStartNotFedWarning(UserWarning):
-  """An epoch ended without a finite loss for a warm start that is still running."""
 
 
 def _value(node):
@@ -91,7 +87,8 @@ def end_epoch(config: TransferCompound, opt_state, epoch_loss):
     switch, plateau = plateau_update(config.plateau, plateau_now, jnp.asarray(value, jnp.float32))
     pending = _value(warm.pending) | switch
     new = warm._replace(pending=_put(warm.pending, pending),
-                        plateau=type(warm.plateau)(*(_put(o, n) for o, n in zip(warm.plateau, plateau))))
+                        plateau=type(warm.plateau)(*(_put(o, n) for o, n in zip(warm.plateau, plateau))),
+                        unfed=_put(warm.unfed, jnp.zeros_like(_value(warm.unfed))))
     return state._replace(shared=new)
 
   return map_analog_states(one, opt_state)

@@ -10,7 +10,7 @@ a violation is ``Δ ≥ −drop_tol`` (``rule="loss_drop_below"``, MNIST) or ``�
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax.numpy as jnp
 
@@ -19,7 +19,13 @@ from mrl_jax import _checks as C
 
 @dataclasses.dataclass(frozen=True)
 class PlateauRule:
-  """Thresholds of the plateau controller (defaults: the reference LeNet-5/MNIST script)."""
+  """Thresholds of the plateau controller (defaults: the reference LeNet-5/MNIST script).
+
+  ``warn_after_updates``: while a warm start runs, warn once (``WarmStartNotFedWarning``) when this many updates
+  passed without an epoch loss (``epoch_loss=`` to ``update``, or ``end_epoch``) or a ``request_switch``; an
+  epoch longer than this is fine to feed late, so raise it for such data (None: never warn). The other fields
+  are the rule of the module docstring.
+  """
 
   aggressive_switches: int = 4
   aggressive_tol: float = 1e-4
@@ -28,8 +34,11 @@ class PlateauRule:
   rule: str = "loss_drop_below"
   drop_tol: float = 0.01
   rise_tol: float = 1e-4
+  warn_after_updates: Optional[int] = 10_000
 
   def __post_init__(self):
+    if self.warn_after_updates is not None:
+      C.integer("PlateauRule", "warn_after_updates", self.warn_after_updates, 1)
     C.check_fields(self, {"aggressive_switches": lambda o, n, v: C.integer(o, n, v, 0),
                           "aggressive_tol": C.non_negative, "window": lambda o, n, v: C.integer(o, n, v, 1, 64),
                           "min_violations": lambda o, n, v: C.integer(o, n, v, 1),
