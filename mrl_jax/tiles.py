@@ -133,8 +133,11 @@ def _algorithm_entries(leaf) -> dict[str, _Entry]:
                                           lambda l, v, k=k: l._replace(buffer=l.buffer.at[..., k, :, :].set(v)))
     return out
   if isinstance(leaf, ChoppedLeafState):
-    named = {"buffer": "buffered_FP_weight_0", "running_mean": "running_mean_weight",
-             "past_mean": "past_mean_weight"}
+    # AIHWKit 1.1.0 names the buffer of a ChoppedTransferCompound buffered_FP_weight_0, a DynamicTransferCompound's
+    # (AGAD: the one with running means) buffered_FP_weight.
+    agad = leaf.running_mean is not None
+    named = {"buffer": "buffered_FP_weight" if agad else "buffered_FP_weight_0",
+             "running_mean": "running_mean_weight", "past_mean": "past_mean_weight"}
     return {named.get(f, f): _field(f) for f in leaf._fields if f != "tiles" and getattr(leaf, f) is not None}
   return {}
 
@@ -275,10 +278,13 @@ def get_hidden_parameters(opt_state, path) -> dict[str, jax.Array]:
   Per tile, with the suffix ``_k`` when the weight has several tiles: ``hidden_weights_k`` (the tile's weights),
   ``persistent_weights`` (conductances under write noise), and the device parameters ``max_bound``, ``min_bound``,
   ``dwmin_up``, ``dwmin_down``, ``decay_scales``, ``diffusion_rates``, ``reset_bias`` and the device's own
-  (``slope_up``, …), all ``float32[out, in]``. Then the algorithm's state: ``buffered_FP_weight_k`` (TT-v2 and
-  chopped buffers H), ``running_mean_weight``/``past_mean_weight`` (AGAD), ``hidden_weights_chi`` (mixed precision's
-  accumulator χ, AIHWKit's sign), and pointers and counters by their field names (``ptr``, ``in_chop``,
-  ``out_chop``, ``rows``, ``transfer_counter``, ``m_x``, ``m_d``, ``switched``; see the algorithm's ``*LeafState``).
+  (``slope_up``, …), all ``float32[out, in]``. Then the algorithm's state: ``buffered_FP_weight_k`` (TT-v2's
+  buffers and the chopped TT-v3's H, ``_0``), ``buffered_FP_weight``, ``running_mean_weight`` and
+  ``past_mean_weight`` (AGAD), ``hidden_weights_chi`` (mixed precision's accumulator χ, AIHWKit's sign), and
+  pointers and counters by their field names (``ptr``, ``in_chop``, ``out_chop``, ``rows``, ``transfer_counter``,
+  ``m_x``, ``m_d``, ``switched``; see the algorithm's ``*LeafState``), which AIHWKit does not list. AIHWKit's
+  ``drift_nu`` (per tile) is not among them: ``mrl_jax`` models no drift (the translator refuses drift settings).
+  ``tests/test_tile_api.py`` pins these names to AIHWKit 1.1.0's.
   """
   _, leaf = _lookup("get_hidden_parameters", opt_state, path)
   return {name: get(leaf) for name, (get, _) in _entries(leaf).items()}

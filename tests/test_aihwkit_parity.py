@@ -1,5 +1,7 @@
 """Seed-parity fixtures of AIHWKit 1.1.0 (issue 17; ``tests/fixtures/make_parity_fixtures.py``): the weight
-mapping ``weight_scaling_omega``."""
+mapping ``weight_scaling_omega``, the mixed-precision commit, noise-free traces of the reference preset families and
+the noisy reference device. Every configuration is the translator's reading (``mrl_jax.aihwkit.from_rpu_config``)
+of the fixture's AIHWKit configuration."""
 
 from __future__ import annotations
 
@@ -10,14 +12,13 @@ import optax
 import pytest
 from flax import nnx
 
-import mrl_jax as M
 from mrl_jax import nn
-from mrl_jax import optim as O
+from mrl_jax.aihwkit import from_rpu_config
 from mrl_jax.analog_state import weight_states
 from mrl_jax.io import PERFECT_IO
 from mrl_jax.optim import AnalogGradient
-from mrl_jax.pulses import UpdateParameters
-from tests.conftest import CLEAN, load_fixture
+from mrl_jax.pulses import PulseType, UpdateParameters
+from tests.conftest import load_fixture
 from mrl_jax.models import LeNet5
 
 # ---- weight_scaling_omega -------------------------------------------------------------------------------------
@@ -25,11 +26,21 @@ from mrl_jax.models import LeNet5
 OMEGA, OMEGA_META = load_fixture("aihwkit_omega_mapping")
 
 
-def _mapped_layer(case):
+def _omega_config(case):
+  """The case's ``FloatingPointRPUConfig`` (ω 0.6, columnwise or per tile, learned out scaling or not), translated."""
+  cfg = from_rpu_config(OMEGA_META["cases"][case]["plain_rpu_config"])
   spec = OMEGA_META["cases"][case]
-  layer = nn.AnalogLinear(6, 4, learn_out_scale=spec["learn_out_scaling"], weight_scaling_omega=OMEGA_META["omega"],
-                          weight_scaling_columnwise=spec["weight_scaling_columnwise"], rngs=nnx.Rngs(0))
-  programmed, alpha = nn.map_weights(OMEGA["w"], OMEGA_META["omega"], spec["weight_scaling_columnwise"])
+  assert cfg.mapping.weight_scaling_omega == OMEGA_META["omega"]
+  assert (cfg.mapping.weight_scaling_columnwise, cfg.mapping.learn_out_scaling) == \
+      (spec["weight_scaling_columnwise"], spec["learn_out_scaling"])
+  return cfg
+
+
+def _mapped_layer(case):
+  cfg = _omega_config(case)
+  layer = nn.AnalogLinear(6, 4, **cfg.layer_kwargs(), rngs=nnx.Rngs(0))
+  programmed, alpha = nn.map_weights(OMEGA["w"], cfg.mapping.weight_scaling_omega,
+                                     cfg.mapping.weight_scaling_columnwise)
   layer.weight[...] = programmed
   layer.mapping_scale[...] = alpha
   layer.bias[...] = jnp.asarray(OMEGA["b"])
@@ -40,10 +51,10 @@ def _mapped_layer(case):
 def test_map_weights_is_aihwkit_set_weights(case):
   """The programmed weights and mapping scales of ``set_weights(apply_weight_scaling=True)``, bit for bit
   (an all-zero row keeps α = 1)."""
-  spec = OMEGA_META["cases"][case]
-  eager = nn.map_weights(OMEGA["w"], OMEGA_META["omega"], spec["weight_scaling_columnwise"])
-  jitted = jax.jit(nn.map_weights, static_argnums=(1, 2))(OMEGA["w"], OMEGA_META["omega"],
-                                                          spec["weight_scaling_columnwise"])
+  mapping = _omega_config(case).mapping
+  omega, columnwise = mapping.weight_scaling_omega, mapping.weight_scaling_columnwise
+  eager = nn.map_weights(OMEGA["w"], omega, columnwise)
+  jitted = jax.jit(nn.map_weights, static_argnums=(1, 2))(OMEGA["w"], omega, columnwise)
   for programmed, alpha in (eager, jitted):
     np.testing.assert_array_equal(np.asarray(programmed), OMEGA[f"{case}_programmed"])
     np.testing.assert_array_equal(np.asarray(alpha), OMEGA[f"{case}_mapping_scales"])
@@ -105,14 +116,14 @@ MP, MP_META = load_fixture("aihwkit_mp_commit")
 def _mp_commits(n_keys: int, engine: str):
   """``[n_keys, 3, 6]`` pulse counts of the fixture's protocol: χ rows = lr·x (one-hot d), committed at update 1."""
   dw = MP_META["dw_min"]
-  device = M.ConstantStepDevice(dw_min=dw, w_max=10.0, w_min=-10.0, **CLEAN)
-  cfg = O.MixedPrecision(device=device, engine=engine)
+  cfg = from_rpu_config(MP_META["plain_rpu_config"])
+  assert cfg.device.dw_min == dw and cfg.update == UpdateParameters()
   params = {"w": jnp.zeros((3, 6), jnp.float32)}
   first = {"w": AnalogGradient(jnp.asarray(MP["x"]), jnp.eye(3, dtype=jnp.float32))}
   second = {"w": AnalogGradient(jnp.zeros((3, 6), jnp.float32), jnp.zeros((3, 3), jnp.float32))}
 
   def run(key):
-    tx = O.mixed_precision(cfg, MP_META["lr"], key=key)
+    tx = cfg.optimizer(MP_META["lr"], key, engine=engine)
     state = tx.init(params)
     upd0, state = tx.update(first, state, params)
     upd1, state = tx.update(second, state, params)
@@ -147,40 +158,17 @@ def test_mixed_precision_commit_matches_aihwkit(engine, native_available):
 # ---- noise-free traces of the reference preset families -------------------------------------------------------
 
 TRACES, TRACES_META = load_fixture("aihwkit_reference_traces")
-DET = dict(pulse_type="deterministic_implicit")
-
-
-def _sbref_clean(dw_min):
-  return M.SoftBoundsReferenceDevice(dw_min=dw_min, w_max=1.0, w_min=-1.0, **CLEAN)
 
 
 def _trace_transform(case: str):
-  """The reference preset of ``case`` (``Mnist_LeNet5.py``) made noise-free as the fixture's generator does:
-  devices without spreads or noise, DeterministicImplicit pulses, perfect transfer reads."""
-  ref = lambda s: O.presets.lenet5_mnist_reference(s).config
-  lr = TRACES_META["cases"][case]["lr"]
-  if case == "sgd":
-    return O.analog_sgd(_sbref_clean(0.2), lr, UpdateParameters(**DET), key=0, engine="jnp")
-  if case == "ttv1":
-    cfg = ref("TTv1").replace(device=_sbref_clean(0.2), update=UpdateParameters(**DET),
-                              transfer_update=UpdateParameters(**DET), transfer_io=PERFECT_IO)
-    return O.transfer_compound(cfg, lr, key=0, engine="jnp")
-  if case == "ttv2":
-    cfg = ref("TTv2").replace(device=M.SoftBoundsDevice(dw_min=0.1, w_max=1.0, w_min=-1.0, **CLEAN),
-                              update=UpdateParameters(desired_bl=10, **DET),
-                              transfer_update=UpdateParameters(desired_bl=1, update_management=False,
-                                                               update_bl_management=False, **DET))
-    return O.transfer_compound(cfg, lr, key=0, engine="jnp")
-  if case == "mp":
-    return O.mixed_precision(ref("MP").replace(device=_sbref_clean(0.2), update=UpdateParameters(**DET),
-                                               engine="jnp"), lr, key=0)
-  chopped = dict(device=_sbref_clean(0.2), update=UpdateParameters(desired_bl=5, **DET), transfer_io=PERFECT_IO)
-  if case == "ttv3":  # random input choppers are not noise-free: off, as in the generator
-    cfg = ref("TTv3").replace(in_chop_prob=0.0, transfer_update=UpdateParameters(
-        desired_bl=1, update_management=False, update_bl_management=False, **DET), **chopped)
-  else:  # TT-v4's choppers are periodic: kept
-    cfg = ref("TTv4").replace(transfer_update=UpdateParameters(desired_bl=1, **DET), **chopped)
-  return O.chopped_transfer(cfg, lr, key=0, engine="jnp")
+  """The fixture's noise-free version of the reference preset of ``case`` (``Mnist_LeNet5.py``), translated:
+  devices without spreads or noise, DeterministicImplicit pulses, perfect reads, every other field as the preset
+  (TT-v3: random input choppers off)."""
+  cfg = from_rpu_config(TRACES_META["cases"][case]["plain_rpu_config"])
+  assert cfg.forward_io == cfg.backward_io == PERFECT_IO
+  writes = [cfg.update] if case in ("sgd", "mp") else [cfg.update, cfg.config.transfer_update]
+  assert all(u.pulse_type == PulseType.DETERMINISTIC_IMPLICIT for u in writes)
+  return cfg.optimizer(TRACES_META["cases"][case]["lr"], 0, engine="jnp")
 
 
 @pytest.mark.parametrize("case", ("sgd", "ttv1", "ttv2", "ttv3", "ttv4", "mp"))
@@ -238,12 +226,13 @@ def test_reference_sgd_device_statistics_match_aihwkit():
   """Analog SGD on ``Mnist_LeNet5.py``'s SoftBoundsReference (dw_min 0.2, ±1, AIHWKit's 30 % spreads and noise,
   BL 31 with UM/UBLM): the weights after 10 identical updates on fresh tiles (own device draws each), 2000 of
   ours against AIHWKit's 1000. Per crosspoint, mean and variance within 4 standard errors (from both samples)."""
-  device = O.presets.lenet5_mnist_reference("SGD").config
+  cfg = from_rpu_config(NOISY_META["plain_rpu_config"])
+  assert cfg.update == UpdateParameters() and cfg.forward_io == cfg.backward_io == PERFECT_IO
   x, d = jnp.asarray(NOISY["x"]), jnp.asarray(NOISY["d"])
   params = {"w": jnp.zeros((3, 4), jnp.float32)}
 
   def run(key):
-    tx = O.analog_sgd(device, NOISY_META["lr"], UpdateParameters(), key=key, engine="jnp")
+    tx = cfg.optimizer(NOISY_META["lr"], key, engine="jnp")
 
     def step(carry, _):
       p, s = carry

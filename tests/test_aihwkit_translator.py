@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -241,28 +242,27 @@ def test_aihwkit_presets_equal_mrl_jax_presets(name):
       assert a == b, (f.name, a, b)
 
 
-def _records(node, found):
-  if isinstance(node, dict):
-    if "device_class" in node and "parameters_set" in node:
-      found["device"].append({"__class__": node["device_class"], **node["parameters_set"]})
-    elif "out_noise" in node and "inp_res" in node:
-      found["io"].append(node)
-    for value in node.values():
-      _records(value, found)
-  elif isinstance(node, list):
-    for value in node:
-      _records(value, found)
-  return found
-
-
-def test_every_fixture_device_and_io_record_translates():
-  """The configurations recorded in the AIHWKit fixtures (``meta_json``) all come through the translator, so the
-  fixture tests can build theirs with it."""
-  found = {"device": [], "io": []}
+def _fixture_configs():
+  """``(file, case, plain_rpu_config)`` of every case of every AIHWKit fixture (case "" for a file's only one)."""
+  out = []
   for path in sorted(FIXTURES.glob("aihwkit_*.npz")):
-    _records(json.loads(str(np.load(path)["meta_json"])), found)
-  assert len(found["device"]) >= 10 and len(found["io"]) >= 90
-  for record in found["device"]:
-    assert isinstance(A.device_from_plain(record), M.PulsedDevice)
-  for record in found["io"]:
-    assert A.io_from_plain(record).is_perfect == bool(record.get("is_perfect", False))
+    meta = json.loads(str(np.load(path)["meta_json"]))
+    if "plain_rpu_config" in meta:
+      out.append((path.stem, "", meta["plain_rpu_config"]))
+    for case, entry in {**meta.get("cases", {}), **meta.get("devices", {})}.items():
+      out.append((path.stem, case, entry["plain_rpu_config"]))
+  return out
+
+
+def test_every_fixture_configuration_translates():
+  """Every case of the AIHWKit fixtures records its configuration in plain form, and the translator, which the
+  fixture tests build theirs with, takes each; only the granularity cases' ``transfer_every`` 0 (AIHWKit: no
+  transfers) is refused, and their test states how it departs from it."""
+  configs = _fixture_configs()
+  assert len(configs) == 53
+  for stem, case, plain in configs:
+    if stem == "aihwkit_compound_granularity":
+      with pytest.raises(A.UnsupportedRPUConfig, match=re.escape("transfer_every[0] = 0.0 is invalid")):
+        A.from_rpu_config(plain)
+    else:
+      assert A.from_rpu_config(plain).rpu_config_class == plain["__class__"], (stem, case)

@@ -9,18 +9,19 @@ import pytest
 
 import mrl_jax as M
 from mrl_jax import optim as O
+from mrl_jax.aihwkit import from_rpu_config
 from mrl_jax.optim import AnalogGradient
 from mrl_jax.io import PERFECT_IO
 from tests.conftest import CLEAN, load_fixture
 
-TRANSFER, _ = load_fixture("aihwkit_transfer")
+TRANSFER, TRANSFER_META = load_fixture("aihwkit_transfer")
 
 
 def test_ttv1_matches_aihwkit():
-  """A and C of a clean 2-tile TransferCompound over 6 single-row updates: means within 4 SE."""
-  cfg = O.TransferCompound(device=M.ConstantStepDevice(dw_min=0.01, **CLEAN), n_tiles=2, gamma=0.0,
-                           transfer_every=(1, 0), transfer_lr=(1.0, 1.0), scale_transfer_lr=True, fast_lr=0.1,
-                           transfer_io=PERFECT_IO)
+  """A and C of a clean 2-tile TransferCompound (ConstantStep dw_min 0.01, fast_lr 0.1, transfer every update,
+  perfect reads; translated from the fixture's AIHWKit configuration) over 6 single-row updates: means within
+  4 SE."""
+  cfg = from_rpu_config(TRANSFER_META["cases"]["tt1"]["plain_rpu_config"]).config
   x, d, lr = TRANSFER["tt1_x"], TRANSFER["tt1_d"], float(TRANSFER["tt1_lr"])
   reps = int(TRANSFER["tt1_R"])
   grad = {"w": AnalogGradient(jnp.asarray(x)[None], jnp.asarray(d)[None])}

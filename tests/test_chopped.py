@@ -8,6 +8,7 @@ import optax
 import pytest
 
 import mrl_jax as M
+from mrl_jax.aihwkit import from_rpu_config
 from mrl_jax.io import PERFECT_IO
 from mrl_jax.optim import AnalogGradient
 from mrl_jax.optim.chopped import ChoppedTransfer, DynamicTransfer, chopped_transfer, pulse_count_lr
@@ -18,12 +19,12 @@ TRANSFER, META = load_fixture("aihwkit_transfer")
 CLEAN_CS = M.ConstantStepDevice(dw_min=0.01, **CLEAN)  # bounds ±0.6, as in the fixtures
 
 
-def _fixture_config(case: str, **kw) -> ChoppedTransfer:
-  """The fixtures' ChoppedTransferCompound: choppers off, fast_lr 0.5 absolute, perfect reads."""
-  device = META["cases"][case]["rpu_config"]["device"]
-  assert device["fast_lr"] == 0.5 and device["in_chop_prob"] == 0.0 and not device["auto_scale"]
-  return ChoppedTransfer(device=CLEAN_CS, in_chop_prob=0.0, fast_lr=0.5, transfer_lr=device["transfer_lr"],
-                         transfer_io=PERFECT_IO, **kw)
+def _fixture_config(case: str) -> ChoppedTransfer:
+  """The fixture's ChoppedTransferCompound, translated: choppers off, fast_lr 0.5 absolute, perfect reads, the
+  clean ConstantStep device; StochasticCompressed (``chopped``) or DeterministicImplicit gradient writes."""
+  cfg = from_rpu_config(META["cases"][case]["plain_rpu_config"]).config
+  assert cfg.fast_lr == 0.5 and cfg.in_chop_prob == 0.0 and not cfg.auto_scale and cfg.device == CLEAN_CS
+  return cfg
 
 
 def _init(cfg, lr, shape=(2, 3), key=0):
@@ -61,7 +62,8 @@ def test_deterministic_trace_matches_aihwkit_exactly(case):
   ``chopped_det`` reads |ω| = 0.99999988 < 1 at the first transfer (10 single pulses of 0.01 summed in
   float32), so nothing is committed there; the per-pulse device model reproduces this.
   """
-  cfg = _fixture_config(case, update=UpdateParameters(pulse_type="deterministic_implicit"))
+  cfg = _fixture_config(case)
+  assert cfg.update == UpdateParameters(pulse_type="deterministic_implicit")
   x, d = TRANSFER[f"{case}_x"][None], TRANSFER[f"{case}_d"][None]
   tx, state = _init(cfg, float(TRANSFER[f"{case}_lr"]))
   a, c, h, params = jax.jit(lambda s: _trace(tx, s, x, d))(state)
@@ -76,6 +78,7 @@ def test_stochastic_trace_matches_aihwkit_in_mean():
   """StochasticCompressed gradient write: means of A, C, H within 4 standard errors (400 vs 200 runs)."""
   reps, ref_reps = 400, int(TRANSFER["chopped_R"])
   cfg = _fixture_config("chopped")
+  assert cfg.update == UpdateParameters()  # StochasticCompressed, BL 31 with update management
   x, d = TRANSFER["chopped_x"][None], TRANSFER["chopped_d"][None]
   tx, state = _init(cfg, float(TRANSFER["chopped_lr"]))
   # clean devices have no device-to-device draws: fresh tiles differ only in the run key of the pulses

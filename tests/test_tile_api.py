@@ -2,6 +2,7 @@
 the tile-level MVMs, on a small model trained a few steps with each algorithm."""
 
 import functools
+import json
 import re
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from flax import nnx
 
 import mrl_jax as M
 from mrl_jax import nn, optim
+from mrl_jax.aihwkit import from_rpu_config
+from tests.conftest import FIXTURES
 from tests.tiny_mlp import NestedNet
 from mrl_jax.analog_state import weight_path
 from mrl_jax.training import plots
@@ -28,6 +31,7 @@ _ALGORITHMS_UNDER_TEST = {
     "mrl": (_MRL, lambda c: optim.transfer_compound(c, 0.1, key=0), optim.compound_visible_weights),
     "ttv2": (optim.ttv2(4), lambda c: optim.transfer_compound(c, 0.1, key=0), optim.compound_visible_weights),
     "chopped": (optim.ttv3(4), lambda c: optim.chopped_transfer(c, 0.1, key=0), optim.chopped_visible_weights),
+    "agad": (optim.ttv4(4), lambda c: optim.chopped_transfer(c, 0.1, key=0), optim.chopped_visible_weights),
     "mixed_precision": (optim.mixed_precision_preset(4), lambda c: optim.mixed_precision(c, 0.1, key=0),
                         optim.mixed_precision_visible_weights),
 }
@@ -114,6 +118,7 @@ _EXPECTED_NAMES = {
     "mrl": {"hidden_weights_2", "max_bound_2", "ptr"},
     "ttv2": {"hidden_weights_1", "buffered_FP_weight_0", "ptr"},
     "chopped": {"hidden_weights_0", "hidden_weights_1", "buffered_FP_weight_0", "in_chop", "out_chop", "m_x"},
+    "agad": {"hidden_weights_1", "buffered_FP_weight", "running_mean_weight", "past_mean_weight", "switched"},
     "mixed_precision": {"max_bound", "hidden_weights_chi"},
 }
 
@@ -131,6 +136,29 @@ def test_hidden_parameters_round_trip(name):
   back = M.set_hidden_parameters(new, "l1/weight", hidden)
   for a, b in zip(jax.tree.leaves(optim.weight_states(back)), jax.tree.leaves(optim.weight_states(state))):
     np.testing.assert_array_equal(a, b)
+
+
+HIDDEN_KEYS = json.loads((FIXTURES / "aihwkit_rpu_configs.json").read_text())["hidden_parameter_keys"]
+_OWN_STATE = {"ptr", "in_chop", "out_chop", "rows", "transfer_counter", "m_x", "m_d", "switched"}
+"""Pointers and counters of the algorithms that ``get_hidden_parameters`` adds to AIHWKit's names."""
+
+
+def test_hidden_key_fixture_holds_every_compound():
+  assert sorted(HIDDEN_KEYS["cases"]) == ["mixed_precision", "sgd_sbref", "sgd_write_noise", "ttv1_3_devices",
+                                          "ttv2_buffered", "ttv2_buffered_3_devices", "ttv3_chopped", "ttv4_dynamic"]
+
+
+@pytest.mark.parametrize("case", sorted(HIDDEN_KEYS["cases"]))
+def test_hidden_parameter_names_are_aihwkit_names(case):
+  """``get_hidden_parameters`` of the translated configuration names everything as AIHWKit 1.1.0's
+  ``tile.get_hidden_parameters()`` does (``make_rpu_config_fixtures.py``), except AIHWKit's ``drift_nu`` (no drift
+  model), and adds only the algorithm's pointers and counters."""
+  entry = HIDDEN_KEYS["cases"][case]
+  cfg = from_rpu_config(entry["rpu_config"])
+  state = cfg.optimizer(0.1, 0).init({"w": jnp.zeros(HIDDEN_KEYS["shape"], jnp.float32)})
+  ours, aihwkit = set(M.get_hidden_parameters(state, "w")), set(entry["keys"])
+  assert aihwkit - ours == {k for k in aihwkit if re.fullmatch(r"drift_nu(_\d+)?", k)}
+  assert ours - aihwkit <= _OWN_STATE
 
 
 def test_hidden_weights_of_a_compound_are_its_tiles_and_chi_has_aihwkit_sign():

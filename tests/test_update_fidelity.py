@@ -2,7 +2,8 @@
 
 AIHWKit's random streams (C ``rand()``, a 32768-entry Gaussian table) cannot be reproduced, so the
 comparisons are statistical with fixed keys: means within 4 standard errors of the difference, and
-two-sample Kolmogorov–Smirnov tests (p > 0.01) for noisy distributions.
+two-sample Kolmogorov–Smirnov tests (p > 0.01) for noisy distributions. Every device, update and I/O is the
+translator's reading (``mrl_jax.aihwkit.from_rpu_config``) of the fixture's AIHWKit configuration.
 """
 
 import jax
@@ -11,19 +12,23 @@ import numpy as np
 import pytest
 
 import mrl_jax as M
+from mrl_jax.aihwkit import from_rpu_config
 from mrl_jax.io import analog_mvm
 from mrl_jax.update import pulsed_update
-from tests.conftest import CLEAN, io_from_aihwkit, ks_2samp, load_fixture
+from tests.conftest import ks_2samp, load_fixture
 
-MEAN, _ = load_fixture("aihwkit_update_mean")
+MEAN, MEAN_META = load_fixture("aihwkit_update_mean")
 NOISE, NOISE_META = load_fixture("aihwkit_noise_dist")
+MEAN_CASES = sorted(MEAN_META["cases"])
 
-_CS = M.ConstantStepDevice(dw_min=0.01, w_max=1.0, w_min=-1.0, **CLEAN)
-_SB = M.SoftBoundsDevice(dw_min=0.01, w_max=1.0, w_min=-1.0, **CLEAN)
-_FIXED31 = M.UpdateParameters(update_management=False, update_bl_management=False)
-MEAN_CASES = {"cs_um": (_CS, M.UpdateParameters()), "cs_fixed31": (_CS, _FIXED31), "sb_um": (_SB, M.UpdateParameters()),
-              "sb_fixed31": (_SB, _FIXED31), "cs_um_ceil": (_CS, M.UpdateParameters()),
-              "cs_batch": (_CS, M.UpdateParameters())}
+
+def _config(meta, case: str):
+  """The translated AIHWKit configuration of fixture case ``case``."""
+  return from_rpu_config(meta["cases"][case]["plain_rpu_config"])
+
+
+def test_mean_cases_present():
+  assert MEAN_CASES == ["cs_batch", "cs_fixed31", "cs_um", "cs_um_ceil", "sb_fixed31", "sb_um"]
 
 
 def draw_updates(device, update, x, d, lr, n, seed=0, engine="auto", shape=None):
@@ -41,16 +46,18 @@ def draw_updates(device, update, x, d, lr, n, seed=0, engine="auto", shape=None)
   return np.asarray(jax.jit(jax.vmap(one))(keys))
 
 
-@pytest.mark.parametrize("case", sorted(MEAN_CASES))
+@pytest.mark.parametrize("case", MEAN_CASES)
 def test_mean_update_matches_aihwkit(case):
-  device, update = MEAN_CASES[case]
+  """Clean ConstantStep and SoftBounds devices (dw_min 0.01, ±1), with and without update management."""
+  cfg = _config(MEAN_META, case)
+  device, update = cfg.config, cfg.update
   n = int(MEAN[f"{case}_n"])
   dw = draw_updates(device, update, MEAN[f"{case}_x"], MEAN[f"{case}_d"], float(MEAN[f"{case}_lr"]), n)
   mean, std = dw.mean(0), dw.std(0, ddof=1)
   se = np.sqrt(std**2 / n + MEAN[f"{case}_std"] ** 2 / n)
   diff = np.abs(mean - MEAN[f"{case}_mean"])
   assert np.all(diff <= 4 * se + 1e-7), (case, diff / np.maximum(se, 1e-12))
-  if device is _CS:  # constant steps: the expectation is exactly the SGD update
+  if isinstance(device, M.ConstantStepDevice):  # constant steps: the expectation is exactly the SGD update
     sgd = MEAN[f"{case}_sgd"]
     assert np.all(np.abs(mean - sgd) <= 4 * std / np.sqrt(n) + 1e-7), case
     counts = np.rint(np.abs(dw) / device.dw_min)
@@ -67,14 +74,12 @@ def test_float32_k_edge_case():
   assert MEAN["cs_um_ceil_maxcount"].max() == 5
 
 
-@pytest.mark.parametrize("case,device", [
-    ("cs_c2c", M.ConstantStepDevice(dw_min=0.01, w_max=1.0, w_min=-1.0, **{**CLEAN, "dw_min_std": 0.3})),
-    ("sb_c2c", M.SoftBoundsDevice(dw_min=0.05, w_max=1.0, w_min=-1.0, **{**CLEAN, "dw_min_std": 0.3})),
-])
-def test_noisy_update_distribution(case, device):
-  """Per-element ΔW with cycle-to-cycle noise: KS against AIHWKit's 3000 samples."""
+@pytest.mark.parametrize("case", ["cs_c2c", "sb_c2c"])
+def test_noisy_update_distribution(case):
+  """Per-element ΔW with cycle-to-cycle noise (dw_min_std 0.3, no spreads): KS against AIHWKit's 3000 samples."""
+  cfg = _config(NOISE_META, case)
   ref = NOISE[f"{case}_samples"]
-  dw = draw_updates(device, M.UpdateParameters(), NOISE[f"{case}_x"], NOISE[f"{case}_d"],
+  dw = draw_updates(cfg.config, cfg.update, NOISE[f"{case}_x"], NOISE[f"{case}_d"],
                     float(NOISE[f"{case}_lr"]), ref.shape[0], seed=3)
   for i in range(ref.shape[1]):
     for j in range(ref.shape[2]):
@@ -86,15 +91,16 @@ def test_noisy_update_distribution(case, device):
 
 def test_default_device_update_distribution():
   """Default ConstantStep (dtod + c2c) 64×64, one update at k = 10: pooled ΔW distribution (KS)."""
+  cfg = _config(NOISE_META, "cs_default_dw")
   ref = NOISE["cs_default_dw_samples"]
-  dw = draw_updates(M.ConstantStepDevice(), M.UpdateParameters(), np.full(64, 0.5), np.full(64, 0.5),
+  dw = draw_updates(cfg.config, cfg.update, np.full(64, 0.5), np.full(64, 0.5),
                     float(NOISE["cs_default_dw_lr"]), ref.shape[0], seed=5)
   assert ks_2samp(dw, ref) > 0.01
 
 
 def test_noisy_transfer_read_distribution():
   """One-hot read through the default (noisy, quantized) I/O with NM/BM off: KS per output line."""
-  io = io_from_aihwkit(NOISE_META["cases"]["transfer_read"]["forward_io"])
+  io = _config(NOISE_META, "transfer_read").forward_io
   ref = NOISE["transfer_read_samples"]
   x = jnp.zeros((ref.shape[0], 8), jnp.float32).at[:, 0].set(1.0)
   y = np.asarray(analog_mvm(jnp.asarray(NOISE["transfer_read_W"]), x, io, jax.random.key(7)))

@@ -241,7 +241,8 @@ class ChoppedLeafState(NamedTuple):
 
   Attributes:
     tiles: ``[A, C]`` ``TileState`` (``hidden_weights_0``, ``hidden_weights_1``); C is the visible weight.
-    buffer: float32[out, in] transfer buffer H (``buffered_FP_weight_0``), dimensionless, threshold 1.
+    buffer: float32[out, in] transfer buffer H (``buffered_FP_weight_0``; AGAD: ``buffered_FP_weight``),
+      dimensionless, threshold 1.
     in_chop: bool[in] input choppers; out_chop: bool[out] output choppers.
     ptr: int32 next column to read.
     rows: int32 rows seen (AIHWKit ``current_update_idx``).
