@@ -256,13 +256,8 @@ def _fixture_configs():
 
 def test_every_fixture_configuration_translates():
   """Every case of the AIHWKit fixtures records its configuration in plain form, and the translator, which the
-  fixture tests build theirs with, takes each; only the granularity cases' ``transfer_every`` 0 (AIHWKit: no
-  transfers) is refused, and their test states how it departs from it."""
+  fixture tests build theirs with, takes each."""
   configs = _fixture_configs()
-  assert len(configs) == 53
+  assert len(configs) == 59
   for stem, case, plain in configs:
-    if stem == "aihwkit_compound_granularity":
-      with pytest.raises(A.UnsupportedRPUConfig, match=re.escape("transfer_every[0] = 0.0 is invalid")):
-        A.from_rpu_config(plain)
-    else:
-      assert A.from_rpu_config(plain).rpu_config_class == plain["__class__"], (stem, case)
+    assert A.from_rpu_config(plain).rpu_config_class == plain["__class__"], (stem, case)

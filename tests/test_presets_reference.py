@@ -247,14 +247,8 @@ def test_compound_gradient_write_matches_aihwkit(case):
   spec = GRAN_META["cases"][case]
   k, dw_fast, dw_slow = spec["n_tiles"], spec["dw_fast"], spec["dw_slow"]
   ref = np.asarray(GRAN[f"{case}_samples"], np.float64)
-  plain = copy.deepcopy(spec["plain_rpu_config"])
-  compound = plain["device"]
-  assert compound["transfer_every"] == 0.0 and compound["transfer_every_vec"] == []
-  # Deliberately not AIHWKit's: its transfer_every 0 never transfers, which mrl_jax's periods (whole mini-batches
-  # >= 1 below the top tile) cannot say, and with 3 devices the translator needs the periods as a vector. Periods
-  # of 1000 are not reached in the one update here, so the compound writes the gradient as AIHWKit's does.
-  compound["transfer_every_vec"] = [1000.0] * (k - 1) + [0.0]
-  cfg = from_rpu_config(plain).config.replace(engine="jnp")
+  cfg = from_rpu_config(spec["plain_rpu_config"]).config.replace(engine="jnp")
+  assert cfg.batch_periods((1, 1)) == (0,) * (k - 1)  # AIHWKit's transfer_every 0: no transfers
   assert (cfg.n_tiles, cfg.fast_device.dw_min, cfg.device.dw_min) == (k, dw_fast, dw_slow)
   assert cfg.fast_lr == GRAN_META["fast_lr"] and cfg.transfer_io == PERFECT_IO
   params = {"w": jnp.zeros((1, 1), jnp.float32)}

@@ -26,7 +26,7 @@ CASES = tuple(ROWS_META["cases"])
 
 
 def _translated(case: str):
-  return M.from_rpu_config(ROWS_META["cases"][case]["rpu_config"])
+  return M.from_rpu_config(ROWS_META["cases"][case]["plain_rpu_config"])
 
 
 def _trace(tx, x, d):
