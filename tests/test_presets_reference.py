@@ -2,7 +2,6 @@
 ``CIFAR-Resnet.py``), the fixes of the fair presets, and the compound's gradient-write granularity against
 AIHWKit 1.1.0."""
 
-import copy
 import json
 import operator
 
