@@ -1,6 +1,7 @@
 """Training loop: learning, checkpoint/resume reproducing the uninterrupted run, the example's CLI."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import jax
@@ -94,3 +95,16 @@ def test_steps_per_dispatch_is_validated(capsys):
   with pytest.raises(SystemExit):
     _example().build_parser().parse_args(["--steps-per-dispatch", "0"])
   assert "argument --steps-per-dispatch: 0 is invalid: allowed range is integers >= 1" in capsys.readouterr().err
+
+
+def test_a_one_epoch_run_plots_visible_points(tmp_path, monkeypatch):
+  """One epoch is one point per curve: every curve carries a marker, so the plot is not blank."""
+  import matplotlib.pyplot as plt
+  from mrl_jax.training import plots
+  record = dict(event="epoch", epoch=1, train_loss=0.5, test_loss=0.6, train_acc=0.8, test_acc=0.7)
+  (tmp_path / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+  figures = []
+  monkeypatch.setattr(plt, "close", figures.append)
+  assert plots.plot_curves(tmp_path).exists()
+  lines = [line for ax in figures[0].axes for line in ax.get_lines() if line.get_label() in ("train", "test")]
+  assert len(lines) == 4 and all(line.get_marker() == "o" for line in lines)

@@ -33,6 +33,8 @@ def switch_epochs(records: list[dict]) -> list[int]:
 
 
 def plot_curves(run_dir: str | Path, path: str | Path | None = None) -> Path:
+  """Writes the loss and accuracy per epoch of ``run_dir/metrics.jsonl`` (warm-start switches dashed) to ``path``
+  (default ``run_dir/curves.png``) and returns it."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -42,10 +44,11 @@ def plot_curves(run_dir: str | Path, path: str | Path | None = None) -> Path:
     raise ValueError(f"{run_dir}/metrics.jsonl has no epoch records yet")
   epochs = [r["epoch"] for r in records]
   fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 4))
-  ax_l.plot(epochs, [r["train_loss"] for r in records], label="train")
-  ax_l.plot(epochs, [r["test_loss"] for r in records], label="test")
-  ax_a.plot(epochs, [r["train_acc"] for r in records], label="train")
-  ax_a.plot(epochs, [r["test_acc"] for r in records], label="test")
+  point = dict(marker="o", markersize=4)  # a run of one epoch is one point per curve, which a bare line hides
+  ax_l.plot(epochs, [r["train_loss"] for r in records], label="train", **point)
+  ax_l.plot(epochs, [r["test_loss"] for r in records], label="test", **point)
+  ax_a.plot(epochs, [r["train_acc"] for r in records], label="train", **point)
+  ax_a.plot(epochs, [r["test_acc"] for r in records], label="test", **point)
   for e in switch_epochs(records):
     for ax in (ax_l, ax_a):
       ax.axvline(e, color="gray", linestyle="--", linewidth=0.8)
