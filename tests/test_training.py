@@ -108,3 +108,21 @@ def test_a_one_epoch_run_plots_visible_points(tmp_path, monkeypatch):
   assert plots.plot_curves(tmp_path).exists()
   lines = [line for ax in figures[0].axes for line in ax.get_lines() if line.get_label() in ("train", "test")]
   assert len(lines) == 4 and all(line.get_marker() == "o" for line in lines)
+
+
+def test_fit_feeds_the_warm_start_so_a_long_epoch_does_not_warn():
+  """``fit`` passes each epoch's loss, so an epoch longer than ``PlateauRule.warn_after_updates`` (10 steps here,
+  warned about after 4) is fed late, not missing: no ``WarmStartNotFedWarning``."""
+  import warnings
+  from tests.tiny_mlp import TinyMLP
+  model = TinyMLP(16, nnx.Rngs(0))
+  params = nnx.state(model, nnx.Param)
+  cfg = optim.mrl_mnist(4, n_tiles=3).replace(transfer_every=(2.0, 4.0, 8.0), transfer_lr=(0.2, 0.15, 0.1),
+                                              plateau=optim.PlateauRule(warn_after_updates=4))
+  tx = analog_partition(optim.transfer_compound(cfg, 0.05, key=1), optax.sgd(0.05), params)
+  train, test = _subset(n_train=80, n_test=64)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    fit(model, tx, train, test, FitConfig(epochs=2, batch_size=8, progress=False), to_input=data.to_float)
+    jax.effects_barrier()
+  assert not [w for w in caught if issubclass(w.category, optim.WarmStartNotFedWarning)]

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
@@ -30,7 +31,7 @@ from flax import nnx
 from mrl_jax.data.batching import epoch_order
 from mrl_jax.nn.tape import value_and_analog_grad
 from mrl_jax.optim.base import AnalogGradient, is_analog_gradient
-from mrl_jax.optim.compound import warm_start
+from mrl_jax.optim.compound import WarmStartNotFedWarning, warm_start
 from mrl_jax.tile import skipped_updates
 from mrl_jax.training import checkpoint as ckpt
 from mrl_jax.training import rundir
@@ -270,6 +271,16 @@ def evaluate_dataset(evaluate, model_state, images, labels, batch_size: int):
   return total_loss / len(images), correct / len(images)
 
 
+@contextlib.contextmanager
+def feeding_epoch_losses():
+  """The context of a loop that passes every epoch's mean loss to the optimizer (``fit``, the sweep): the MRL warm
+  start's ``WarmStartNotFedWarning`` there can only mean an epoch longer than ``PlateauRule.warn_after_updates``
+  (fed late, not missing), so it is silenced."""
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", WarmStartNotFedWarning)
+    yield
+
+
 def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test: tuple, cfg: FitConfig,
         loss_fn: Callable = nll_loss, to_input: Callable = lambda x: x, run_meta: dict | None = None,
         on_epoch: Callable | None = None, provenance: dict | None = None):
@@ -353,7 +364,7 @@ def fit(model: nnx.Module, tx: optax.GradientTransformation, train: tuple, test:
     if stop.requested:
       raise TrainingInterrupted(save(meta), meta["epoch"], meta["position"])
 
-  with _stop_on_sigint(stop, interrupted_now):
+  with _stop_on_sigint(stop, interrupted_now), feeding_epoch_losses():
     while meta["epoch"] < cfg.epochs:
       epoch = meta["epoch"]
       order = epoch_order(len(images), cfg.seed, epoch)[: n_batches * cfg.batch_size].reshape(n_batches, -1)

@@ -28,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mrl_jax.data.batching import epoch_order
 from mrl_jax.optim.compound import warm_start_target
-from mrl_jax.training.loop import TrainState, nll_loss, train_step_fn
+from mrl_jax.training.loop import TrainState, feeding_epoch_losses, nll_loss, train_step_fn
 
 
 def sweep_mesh(n_seeds: int, batch_size: int = 1) -> Mesh | None:
@@ -190,31 +190,32 @@ def train_seeds(make_model: Callable[[jax.Array], nnx.Module], make_tx: Callable
 
   records = []
   window_sum = _shard(jnp.zeros(seeds, jnp.float32), mesh)
-  for epoch in range(epochs):
-    t0 = time.time()
-    order = epoch_order(len(images), data_seed, epoch)[: n_batches * batch_size].reshape(n_batches, -1)
-    loss_sum = _shard(jnp.zeros(seeds, jnp.float32), mesh)
-    for b in range(0, n_batches, group):
-      idx = order[b:b + group]
-      counts = np.arange(epoch * n_batches + b, epoch * n_batches + b + group, dtype=np.int32)
-      xs = np.asarray(to_input(images[idx.reshape(-1)])).reshape((group, batch_size) + images.shape[1:])
-      state, window_sum, loss_sum = train_steps(
-          state, _global(xs, mesh, batch_axis), _global(labels[idx], mesh, batch_axis),
-          _global(counts, mesh, shared), window_sum, loss_sum)
-    train_loss = _read(loss_sum, local) / n_batches
-    test_loss, correct = np.zeros(len(local)), np.zeros(len(local))
-    for i in range(0, len(test[0]), eval_batch_size):
-      x, y = np.asarray(to_input(test[0][i:i + eval_batch_size])), test[1][i:i + eval_batch_size]
-      l, c = evaluate(state.model, _global(x, mesh, shared), _global(y, mesh, shared))
-      test_loss += _read(l, local) * len(y)
-      correct += _read(c, local)
-    record = {"epoch": epoch + 1, "seed_indices": local, "train_loss": train_loss.tolist(),
-              "test_loss": (test_loss / len(test[0])).tolist(), "test_acc": (correct / len(test[0])).tolist(),
-              "seconds": time.time() - t0}
-    record.update(_warm_start_targets(state.opt, local))
-    records.append(record)
-    if on_epoch is not None:
-      on_epoch(record, state)
+  with feeding_epoch_losses():
+    for epoch in range(epochs):
+      t0 = time.time()
+      order = epoch_order(len(images), data_seed, epoch)[: n_batches * batch_size].reshape(n_batches, -1)
+      loss_sum = _shard(jnp.zeros(seeds, jnp.float32), mesh)
+      for b in range(0, n_batches, group):
+        idx = order[b:b + group]
+        counts = np.arange(epoch * n_batches + b, epoch * n_batches + b + group, dtype=np.int32)
+        xs = np.asarray(to_input(images[idx.reshape(-1)])).reshape((group, batch_size) + images.shape[1:])
+        state, window_sum, loss_sum = train_steps(
+            state, _global(xs, mesh, batch_axis), _global(labels[idx], mesh, batch_axis),
+            _global(counts, mesh, shared), window_sum, loss_sum)
+      train_loss = _read(loss_sum, local) / n_batches
+      test_loss, correct = np.zeros(len(local)), np.zeros(len(local))
+      for i in range(0, len(test[0]), eval_batch_size):
+        x, y = np.asarray(to_input(test[0][i:i + eval_batch_size])), test[1][i:i + eval_batch_size]
+        l, c = evaluate(state.model, _global(x, mesh, shared), _global(y, mesh, shared))
+        test_loss += _read(l, local) * len(y)
+        correct += _read(c, local)
+      record = {"epoch": epoch + 1, "seed_indices": local, "train_loss": train_loss.tolist(),
+                "test_loss": (test_loss / len(test[0])).tolist(), "test_acc": (correct / len(test[0])).tolist(),
+                "seconds": time.time() - t0}
+      record.update(_warm_start_targets(state.opt, local))
+      records.append(record)
+      if on_epoch is not None:
+        on_epoch(record, state)
   return records
 
 
