@@ -53,7 +53,7 @@ from mrl_jax.training.sweep import summarize, sweep_mesh, train_seeds  # noqa: E
 WARM_STARTS = ("direct", "via_tile1", "cuda_exact", "none")
 # Flags that do not change a grid point's results (or only where its files go): a resume may change them.
 NOT_IDENTITY = ("resume", "overwrite", "steps_per_dispatch", "out", "data_dir", "summarize", "distributed",
-                "coordinator", "num_processes", "process_id")
+                "coordinator", "num_processes", "process_id", "defer")
 MANIFEST = "sweep.json"
 
 
@@ -102,6 +102,9 @@ def build_parser():
                     help="continue the sweep in --out: keep its finished points, rerun the others (the grid and "
                          "configuration must be the same)")
   mode.add_argument("--overwrite", action="store_true", help="delete the sweep in --out and start afresh")
+  p.add_argument("--defer", nargs="+", default=[], metavar="SETTING",
+                 help="train the points of these settings last, in a later run: this run leaves them unfinished "
+                      "(the grid is unchanged; run again without --defer to complete it and write the summary)")
   p.add_argument("--summarize", nargs="+", metavar="DIR", default=None,
                  help="train nothing: combine the finished points (JSONL) of these sweep folders into --out")
   dist = p.add_argument_group("several processes (jax.distributed; the same command in every process)")
@@ -298,6 +301,10 @@ def main(argv=None):
     parser.error(f"--seeds {args.seeds}: {err}")
   lenet = _lenet_example()
   points = grid(args)
+  unknown = sorted(set(args.defer) - {p["setting"] for p in points})
+  if unknown:
+    parser.error(f"--defer {' '.join(unknown)}: allowed are settings of this sweep's grid: "
+                 f"{', '.join(dict.fromkeys(p['setting'] for p in points))}")
   for point in points:
     if point["preset"] == "reference":
       ns = point_args(args, point)
@@ -316,9 +323,10 @@ def main(argv=None):
     train = (train[0][: args.train_subset], train[1][: args.train_subset])
   steps = len(train[0]) // args.batch_size
   who = f"[process {process} of {n_processes}] " if n_processes > 1 else ""
+  deferred = [point_name(p) for p in points if not finished[point_name(p)] and p["setting"] in args.defer]
   for point in points:
     name = point_name(point)
-    if finished[name]:
+    if finished[name] or name in deferred:
       continue
     ns = point_args(args, point)
     model_kwargs = lenet.model_kwargs(ns)
@@ -347,6 +355,10 @@ def main(argv=None):
       raise SystemExit(cli.EXIT_INTERRUPTED) from None
   _barrier("sweep: every record file closed")  # before process 0 reads them all
   if process != 0:
+    return None
+  if deferred:
+    print(f"deferred (--defer), still to train: {', '.join(deferred)}; run again without --defer to finish the "
+          "sweep and write its summary", file=sys.stderr)
     return None
   rows = [summary_row(p, load_point(out, point_name(p), headers[point_name(p)])[1:]) for p in points]
   write_summary(out, rows)

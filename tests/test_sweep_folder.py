@@ -90,3 +90,20 @@ def test_lr_notice_names_the_absolute_analog_rates():
   assert "scales only the transfers" in cli.analog_lr_notice(optim.ttv1(4))
   assert cli.analog_lr_notice(optim.mixed_precision_preset(4)) is None
   assert cli.analog_lr_notice(None) is None
+
+
+def test_defer_leaves_settings_for_a_later_run(sweep, tmp_path, capsys):
+  """``--defer SGD`` trains the other points and leaves SGD's unfinished without a summary; the next ``--resume``
+  without it keeps FP and trains SGD; a setting outside the grid is refused."""
+  flags = ["--settings", "SGD", "FP", "--embedded", "--train-subset", "16", "--epochs", "1", "--seeds", "1",
+           "--out", str(tmp_path)]
+  assert sweep.main(flags + ["--defer", "SGD"]) is None
+  assert "deferred (--defer), still to train: SGD_s4" in capsys.readouterr().err
+  assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == ["FP.jsonl"] and not (tmp_path / "summary.md").exists()
+  fp = (tmp_path / "FP.jsonl").read_bytes()
+  rows = sweep.main(flags + ["--resume"])
+  assert "FP: finished earlier, kept" in capsys.readouterr().err and (tmp_path / "FP.jsonl").read_bytes() == fp
+  assert [r["setting"] for r in rows] == ["SGD", "FP"] and (tmp_path / "summary.md").exists()
+  with pytest.raises(SystemExit):
+    sweep.main(flags + ["--resume", "--defer", "TTv3"])
+  assert "--defer TTv3: allowed are settings of this sweep's grid: SGD, FP" in capsys.readouterr().err
