@@ -127,6 +127,8 @@ def _algorithm_entries(leaf) -> dict[str, _Entry]:
     return {"hidden_weights_chi": (lambda l: -l.chi, lambda l, v: l._replace(chi=-v))}
   if isinstance(leaf, CompoundLeafState):
     out = {"ptr": _field("ptr")}
+    if leaf.rows is not None:
+      out["rows"] = _field("rows")
     if leaf.buffer is not None:
       for k in range(leaf.buffer.shape[-3]):
         out[f"buffered_FP_weight_{k}"] = (lambda l, k=k: l.buffer[..., k, :, :],

@@ -133,6 +133,7 @@ def test_row_counted_transfer_fires_after_its_row():
     np.testing.assert_allclose(np.asarray(leaf.tiles[1].weights)[0], 0.1 * np.asarray(moved), rtol=1e-6,
                                err_msg=f"period {period}")
     assert int(leaf.rows[0]) == 8 % period
+    assert int(M.get_hidden_parameters(s, ("w",))["rows"][0]) == 8 % period  # the tile API lists the counter
 
 
 # ---- random_selection and with_reset_prob, statistically -----------------------------------------------------------
