@@ -80,8 +80,8 @@ class TransferCompound:
       ``[out_size, in_size]`` (so ``T`` alone for two tiles). Mini-batches when ``units_in_mbatch``, else rows.
     units_in_mbatch: count ``transfer_every`` in mini-batches (whole ones); False counts rows of the update
       (AIHWKit rounds to whole rows), so a transfer fires right after its row, inside the mini-batch. For a
-      convolution the rows are its patches. Row counting updates the fast tile one row at a time unless every
-      period is a multiple of the rows per update.
+      convolution the rows are its patches. The gradient is then written in chunks of the periods' greatest
+      common divisor (one chunk when every period is a multiple of the rows per update).
     transfer_lr: K transfer rates η_k, indexed by the source tile, or one rate for every tile.
     scale_transfer_lr: multiply η_k by the current SGD learning rate.
     fast_lr: rate of the gradient write onto tile 0 (absolute); None means "use the SGD lr" (AIHWKit's 0,
@@ -572,41 +572,55 @@ def _step_rows(cfg: TransferCompound, leaf: CompoundLeafState, grad: base.Analog
   """One update call with periods in rows (``units_in_mbatch=False``): AIHWKit's row loop, in which the
   transfers ``k → k+1`` that are due after a row run right after it, in order of k.
 
-  When every period is a multiple of the rows per call, transfers only follow the last row and the gradient is
-  written in one batched call; otherwise rows are written one by one. A batch with a non-finite value is skipped
-  whole (counted once), as in mini-batch counting; its rows still count.
+  The row counters all advance together, so every transfer falls on a row that is a multiple of ``g``, the
+  greatest common divisor of the periods, away from the last one. The rows are therefore written in chunks of
+  ``g`` rows (one pulsed-update call each, rows still applied one by one inside it) with the transfers due after
+  each chunk; when every period is a multiple of the rows per call, in one chunk. A batch with a non-finite value
+  is skipped whole (counted once), as in mini-batch counting; its rows still count.
   """
   K, n_rows = cfg.n_tiles, grad.x.shape[0]
   every = cfg.row_periods(leaf.tiles[0].weights.shape)
   eta = _rates(cfg, sgd_lr)
   pc_lr = _gradient_rate(cfg, sgd_lr)
   k_batch, k_rows, k_post = jax.random.split(key, 3)
+  sources = [k for k in range(K - 1) if every[k] > 0]
 
   def transfers_due(leaf, rows, keys):
-    """Advances the row counters by ``rows`` and runs the transfers that fall due."""
-    counts = leaf.rows + jnp.int32(rows)
+    """Advances the row counters by ``rows`` (> 0) and runs the transfers that fall due."""
+    counts = leaf.rows + rows
     wrapped = jnp.asarray([max(e, 1) for e in every], jnp.int32)
     leaf = leaf._replace(rows=jnp.where(jnp.asarray(every) > 0, counts % wrapped, 0))
-    for k in range(K - 1):
-      if every[k] > 0:
-        leaf = _when(leaf.rows[k] == 0, lambda l, k=k: _transfer(cfg, l, k, k + 1, eta[k], keys[k]), leaf)
+    for k in sources:
+      due = (leaf.rows[k] == 0) & (rows > 0)
+      leaf = _when(due, lambda l, k=k: _transfer(cfg, l, k, k + 1, eta[k], keys[k]), leaf)
     return leaf
 
-  if all(e % n_rows == 0 for e in every):
+  if all(every[k] % n_rows == 0 for k in sources):
     leaf = _write_gradient(cfg, leaf, grad.x, grad.d, pc_lr, k_batch)
-    leaf = transfers_due(leaf, n_rows, jax.random.split(k_rows, K - 1))
+    leaf = transfers_due(leaf, jnp.int32(n_rows), jax.random.split(k_rows, K - 1))
     return post_update(cfg, leaf, k_post)
 
   finite = operands_finite(pc_lr, grad.x, grad.d)
   x, d, pc_lr = (jnp.where(finite, v, jnp.float32(0)) for v in (grad.x, grad.d, pc_lr))
+  g = math.gcd(*(every[k] for k in sources))
+  first = g - leaf.rows[sources[0]] % g  # rows up to the first possible transfer: 1 … g
+  # Chunk j holds rows first − g + j·g … first − 1 + j·g (those outside 0 … n_rows − 1 are zeros, which pulse
+  # nothing); the padding keeps every slice inside the array.
+  pad = lambda a: jnp.pad(a, ((g, 2 * g), (0, 0)))
+  x, d = pad(x), pad(d)
+  n_chunks = -(-n_rows // g) + 1
 
-  def row(leaf, inputs):
-    x_r, d_r, k_r = inputs
-    k_write, k_move = jax.random.split(k_r)
-    leaf = _write_gradient(cfg, leaf, x_r[None], d_r[None], pc_lr, k_write)
-    return transfers_due(leaf, 1, jax.random.split(k_move, K - 1)), None
+  def chunk(leaf, inputs):
+    j, k_chunk = inputs
+    start = first + j * g
+    rows = start - g + jnp.arange(g)
+    live = (rows >= 0) & (rows < n_rows)
+    take = lambda a: jnp.where(live[:, None], jax.lax.dynamic_slice_in_dim(a, start, g), jnp.float32(0))
+    k_write, k_move = jax.random.split(k_chunk)
+    leaf = _write_gradient(cfg, leaf, take(x), take(d), pc_lr, k_write)
+    return transfers_due(leaf, jnp.sum(live, dtype=jnp.int32), jax.random.split(k_move, K - 1)), None
 
-  leaf, _ = jax.lax.scan(row, leaf, (x, d, jax.random.split(k_rows, n_rows)))
+  leaf, _ = jax.lax.scan(chunk, leaf, (jnp.arange(n_chunks), jax.random.split(k_rows, n_chunks)))
   tiles = list(leaf.tiles)
   tiles[0] = count_skipped(tiles[0], finite)
   return post_update(cfg, leaf._replace(tiles=tiles), k_post)
