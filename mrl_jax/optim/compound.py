@@ -6,7 +6,8 @@ most significant. (The MRL paper numbers tiles the other way: paper tile ``n = K
 weight is ``W̄ = Σ_k γ_k W_k`` with ``γ_k = γ^(K−1−k)``; ``γ = 0`` gives AIHWKit's "fully hidden" TT-v1
 where ``W̄ = W_{K−1}``.
 
-Per mini-batch (``step`` counts mini-batches; AIHWKit counts rows and converts):
+Per mini-batch (periods in mini-batches; with ``units_in_mbatch=False`` in rows, transfers inside the
+mini-batch right after their row: ``_step_rows``):
   1. pulsed gradient write ``W_0 −= pc_lr·dᵀx``, one cycle per row, ``pc_lr = fast_lr`` (absolute, as in
      AIHWKit 1.1.0; ``scale_fast_lr`` multiplies it by the SGD lr as in 1.2.0);
   2. transfers: the warm-start hop while the warm-start target is ≥ 0, afterwards the cascade
