@@ -305,19 +305,28 @@ class WarmStartState(NamedTuple):
     target: int32 warm-start target tile; −1 once warm start is over (or disabled).
     pending: bool, a switch requested (``request_switch``) for the next update.
     plateau: the controller that requests switches from the epoch losses.
-    unfed: int32 updates since the controller last got an epoch loss or a switch request.
+    feed_due_in: int32 updates left before the controller counts as not fed: reset to
+      ``PlateauRule.warn_after_updates`` by every epoch loss (``epoch_loss=``, ``end_epoch``) or switch request,
+      down by one per update, 0 when overdue (−1: never, without a warm start or a limit).
   """
 
   target: jax.Array
   pending: jax.Array
   plateau: PlateauState
-  unfed: jax.Array
+  feed_due_in: jax.Array
+
+
+def feed_limit(cfg: TransferCompound) -> int:
+  """``WarmStartState.feed_due_in`` after an epoch loss: ``PlateauRule.warn_after_updates``, −1 for never."""
+  limit = cfg.plateau.warn_after_updates
+  return -1 if (cfg.warm_start == "none" or limit is None) else limit
 
 
 def init_warm_start(cfg: TransferCompound) -> WarmStartState:
   """Target the most significant tile (no target without a warm start), nothing pending."""
   return WarmStartState(target=jnp.int32(cfg.n_tiles - 1 if cfg.warm_start != "none" else -1),
-                        pending=jnp.bool_(False), plateau=plateau_init(cfg.plateau), unfed=jnp.int32(0))
+                        pending=jnp.bool_(False), plateau=plateau_init(cfg.plateau),
+                        feed_due_in=jnp.int32(feed_limit(cfg)))
 
 
 def step_warm_start(cfg: TransferCompound, state: WarmStartState, epoch_loss) -> WarmStartState:
@@ -325,27 +334,26 @@ def step_warm_start(cfg: TransferCompound, state: WarmStartState, epoch_loss) ->
   switch, plateau = plateau_update(cfg.plateau, state.plateau, epoch_loss)
   pending = state.pending | switch
   target = jnp.where(pending & (state.target >= 0), state.target - 1, state.target)
-  unfed = jnp.where(jnp.isfinite(epoch_loss) | state.pending, 0, state.unfed + 1)
-  limit = cfg.plateau.warn_after_updates
-  if cfg.warm_start != "none" and limit is not None:
-    due = (unfed == limit) & (target >= 0)
-    jax.lax.cond(due, lambda due, target: _warn_not_fed(cfg, due, target), lambda *_: None, due, target)
-  return WarmStartState(target=target, pending=jnp.bool_(False), plateau=plateau, unfed=unfed.astype(jnp.int32))
+  fed = jnp.isfinite(epoch_loss) | state.pending
+  due_in = jnp.where(fed, feed_limit(cfg), jnp.maximum(state.feed_due_in - 1, jnp.minimum(state.feed_due_in, 0)))
+  return WarmStartState(target=target, pending=jnp.bool_(False), plateau=plateau,
+                        feed_due_in=due_in.astype(jnp.int32))
 
 
-def _warn_not_fed(cfg: TransferCompound, due, target):
-  """Warns from the host. Under vmap over seeds ``lax.cond`` runs this branch in every step, so ``due`` (one per
-  seed then) is checked on the host."""
-
-  def warn(due, target):
-    if np.any(due):
-      warnings.warn(f"the MRL warm start (mode {cfg.warm_start!r}) got no epoch loss in "
-                    f"{cfg.plateau.warn_after_updates} updates and stays on tile {int(np.max(target))}: pass "
-                    "epoch_loss=<previous epoch's mean training loss> to tx.update on the first step of each epoch, "
-                    "or call optim.end_epoch(config, opt_state, loss) after each epoch (PlateauRule."
-                    "warn_after_updates sets when this warning comes)", WarmStartNotFedWarning)
-
-  jax.debug.callback(warn, due, target)
+def warn_if_not_fed(warm: WarmStartState) -> None:
+  """Warns (``WarmStartNotFedWarning``) when a running warm start has gone ``PlateauRule.warn_after_updates``
+  updates without an epoch loss. Host side, on concrete values (does nothing under tracing): the transformation
+  cannot warn from inside ``jit``, where a host callback in every step could stall asynchronous dispatch."""
+  try:
+    overdue = np.asarray(warm.feed_due_in) == 0
+    running = np.asarray(warm.target) >= 0
+  except (TypeError, jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+    return
+  if np.any(overdue & running):
+    warnings.warn(f"the MRL warm start got no epoch loss for PlateauRule.warn_after_updates updates and stays on "
+                  f"tile {int(np.max(np.asarray(warm.target)))}: pass epoch_loss=<previous epoch's mean training "
+                  "loss> to tx.update on the first step of each epoch, or call optim.end_epoch(config, opt_state, "
+                  "loss) after each epoch", WarmStartNotFedWarning, stacklevel=3)
 
 
 def visible_leaf(cfg: TransferCompound, leaf: CompoundLeafState) -> jax.Array:
@@ -672,9 +680,13 @@ def visible_weights(config: TransferCompound, state: base.AnalogState):
 
 def warm_start(opt_state) -> Optional[WarmStartState]:
   """The warm-start phase of the first transfer compound in ``opt_state`` (any optimizer or training state:
-  ``optax.partition``, ``chain``, vmapped seeds), or None when it holds none."""
+  ``optax.partition``, ``chain``, vmapped seeds), or None when it holds none. Warns (``WarmStartNotFedWarning``)
+  when that warm start has gone ``PlateauRule.warn_after_updates`` updates without an epoch loss."""
   found = [s.shared for s in analog_states(opt_state) if isinstance(s.shared, WarmStartState)]
-  return found[0] if found else None
+  if not found:
+    return None
+  warn_if_not_fed(found[0])
+  return found[0]
 
 
 def warm_start_target(opt_state) -> Optional[jax.Array]:

@@ -8,9 +8,11 @@ controller about each epoch; a loop of your own has two equivalent ways, use one
 * call ``opt_state = end_epoch(config, opt_state, epoch_mean_loss)`` once after each epoch.
 
 A loop that does neither leaves the warm start on its first target tile for ever. The transformation cannot see
-epochs, so two warnings (``WarmStartNotFedWarning``) cover it: ``end_epoch`` warns when it is given no finite loss
-while a warm start is still running, and the transformation warns once when ``PlateauRule.warn_after_updates``
-(10,000) updates passed without a loss or a ``request_switch``.
+epochs, and a host callback inside ``jit`` could stall asynchronous dispatch, so the warnings
+(``WarmStartNotFedWarning``) come from the host: ``end_epoch`` warns when it is given no finite loss while a warm
+start is still running, and ``warm_start`` / ``warm_start_target`` (what a loop reads to report the target) warn
+once the state says ``PlateauRule.warn_after_updates`` (10,000) updates passed without a loss or a
+``request_switch`` (``WarmStartState.feed_due_in`` counts them down in every update).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from mrl_jax.analog_state import analog_states, map_analog_states
-from mrl_jax.optim.compound import TransferCompound, WarmStartNotFedWarning, WarmStartState
+from mrl_jax.optim.compound import TransferCompound, WarmStartNotFedWarning, WarmStartState, feed_limit
 from mrl_jax.optim.plateau import plateau_update
 
 
@@ -86,9 +88,10 @@ def end_epoch(config: TransferCompound, opt_state, epoch_loss):
     plateau_now = type(warm.plateau)(*(_value(f) for f in warm.plateau))
     switch, plateau = plateau_update(config.plateau, plateau_now, jnp.asarray(value, jnp.float32))
     pending = _value(warm.pending) | switch
+    due_in = jnp.full_like(_value(warm.feed_due_in), feed_limit(config))
     new = warm._replace(pending=_put(warm.pending, pending),
                         plateau=type(warm.plateau)(*(_put(o, n) for o, n in zip(warm.plateau, plateau))),
-                        unfed=_put(warm.unfed, jnp.zeros_like(_value(warm.unfed))))
+                        feed_due_in=_put(warm.feed_due_in, due_in))
     return state._replace(shared=new)
 
   return map_analog_states(one, opt_state)

@@ -21,10 +21,10 @@ from mrl_jax import _checks as C
 class PlateauRule:
   """Thresholds of the plateau controller (defaults: the reference LeNet-5/MNIST script).
 
-  ``warn_after_updates``: while a warm start runs, warn once (``WarmStartNotFedWarning``) when this many updates
-  passed without an epoch loss (``epoch_loss=`` to ``update``, or ``end_epoch``) or a ``request_switch``; an
-  epoch longer than this is fine to feed late, so raise it for such data (None: never warn). The other fields
-  are the rule of the module docstring.
+  ``warn_after_updates``: while a warm start runs, ``optim.warm_start`` / ``warm_start_target`` warn
+  (``WarmStartNotFedWarning``) once this many updates passed without an epoch loss (``epoch_loss=`` to
+  ``update``, or ``end_epoch``) or a ``request_switch``; an epoch longer than this is fine to feed late, so raise it
+  for such data (None: never warn). The other fields are the rule of the module docstring.
   """
 
   aggressive_switches: int = 4
