@@ -161,3 +161,12 @@ def test_the_unfed_warning_can_be_turned_off():
   assert _warnings_of(lambda: O.warm_start_target(state)) == [] and int(O.warm_start(state).feed_due_in) == -1
   with pytest.raises(ValueError, match=r"PlateauRule.warn_after_updates = 0 is invalid: allowed range is >= 1"):
     O.PlateauRule(warn_after_updates=0)
+
+
+def test_the_update_holds_no_host_callback():
+  """The warm start's bookkeeping stays on the device: a host callback in the update (under vmap: in every step)
+  stalled a vmapped sweep's asynchronous dispatch, so the jaxpr of a vmapped update must hold none."""
+  _, tx, params, grad = _unfed_setup(4)
+  states = jax.vmap(lambda k: tx.init(params))(jnp.arange(2))
+  jaxpr = str(jax.make_jaxpr(jax.vmap(lambda s: tx.update(grad, s, params, epoch_loss=jnp.nan)[1]))(states))
+  assert "callback" not in jaxpr
