@@ -340,18 +340,26 @@ def step_warm_start(cfg: TransferCompound, state: WarmStartState, epoch_loss) ->
                         feed_due_in=due_in.astype(jnp.int32))
 
 
+def _local_values(x) -> np.ndarray:
+  """The values of ``x`` this process holds: all of them, or of an array spread over several processes (a
+  multi-process sweep) its addressable shards, flattened."""
+  if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and not x.is_fully_addressable:
+    return np.concatenate([np.ravel(np.asarray(shard.data)) for shard in x.addressable_shards])
+  return np.asarray(x)
+
+
 def warn_if_not_fed(warm: WarmStartState) -> None:
   """Warns (``WarmStartNotFedWarning``) when a running warm start has gone ``PlateauRule.warn_after_updates``
   updates without an epoch loss. Host side, on concrete values (does nothing under tracing): the transformation
   cannot warn from inside ``jit``, where a host callback in every step could stall asynchronous dispatch."""
   try:
-    overdue = np.asarray(warm.feed_due_in) == 0
-    running = np.asarray(warm.target) >= 0
+    overdue = _local_values(warm.feed_due_in) == 0
+    running = _local_values(warm.target) >= 0
   except (TypeError, jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
     return
   if np.any(overdue & running):
     warnings.warn(f"the MRL warm start got no epoch loss for PlateauRule.warn_after_updates updates and stays on "
-                  f"tile {int(np.max(np.asarray(warm.target)))}: pass epoch_loss=<previous epoch's mean training "
+                  f"tile {int(np.max(_local_values(warm.target)))}: pass epoch_loss=<previous epoch's mean training "
                   "loss> to tx.update on the first step of each epoch, or call optim.end_epoch(config, opt_state, "
                   "loss) after each epoch", WarmStartNotFedWarning, stacklevel=3)
 
